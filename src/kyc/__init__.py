@@ -1,0 +1,63 @@
+"""kyc: identity-fraud defences for consumer lenders.
+
+Faces (is the selfie live, is it the person on the ID, is this face already behind another
+identity) and the applicant graph (shared devices, phones, contacts; fraud rings; multi-lender
+stacking), each ending in results with reason codes.
+
+Importing :mod:`kyc` loads no model and no heavy dependency; everything below is imported on
+first use.
+
+>>> import kyc
+>>> kyc.__version__
+'0.1.0'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from kyc.errors import KycError
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily on first attribute access)
+_LAZY: dict[str, str] = {
+    "load_image": "kyc.image",
+    "ImageLimits": "kyc.image",
+    "FaceVerifier": "kyc.face.verify",
+    "MatchResult": "kyc.face.verify",
+    "QualityReport": "kyc.face.quality",
+    "FaceIndex": "kyc.face.index",
+    "calibrate": "kyc.calibrate",
+    "Reason": "kyc.reasons",
+    "Application": "kyc.graph.records",
+    "FraudGraph": "kyc.graph.fraudgraph",
+    "RingReport": "kyc.graph.rings",
+}
+
+__all__ = ["KycError", "__version__", *sorted(_LAZY)]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from kyc.calibrate import calibrate
+    from kyc.face.index import FaceIndex
+    from kyc.face.quality import QualityReport
+    from kyc.face.verify import FaceVerifier, MatchResult
+    from kyc.graph.fraudgraph import FraudGraph
+    from kyc.graph.records import Application
+    from kyc.graph.rings import RingReport
+    from kyc.image import ImageLimits, load_image
+    from kyc.reasons import Reason
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kyc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

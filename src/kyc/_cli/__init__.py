@@ -1,0 +1,1 @@
+"""Sub-command modules of the ``kyc`` CLI (private; see :mod:`kyc.cli`)."""
