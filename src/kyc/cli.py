@@ -19,7 +19,7 @@ __all__ = ["main"]
 
 # Modules that add sub-commands; each defines ``register(subparsers) -> None`` and sets
 # ``func`` (``Callable[[argparse.Namespace], int]``) on every parser it adds.
-_COMMAND_MODULES = ("kyc._cli.models", "kyc._cli.face", "kyc._cli.graph")
+_COMMAND_MODULES = ("kyc._cli.models", "kyc._cli.face", "kyc._cli.calibrate", "kyc._cli.graph")
 
 EXIT_OK = 0
 EXIT_NEGATIVE = 1

@@ -1,0 +1,649 @@
+"""Persistent and in-memory stores of hashed applications.
+
+A store holds :class:`~kyc.graph.records.HashedApplication` objects only (tokens, never raw
+identifiers), in insertion order, plus a small key/value ``meta`` table for state such as
+fraud labels or configuration (JSON values).
+
+:class:`SQLiteStore` is the embedded default:
+
+- WAL journal; each :meth:`~SQLiteStore.add` is one transaction (``BEGIN IMMEDIATE`` ...
+  ``COMMIT``): once it returns, the batch is durable against the *process* being killed
+  (SIGKILL, OOM, crash), whatever ``synchronous`` is. With ``synchronous="NORMAL"`` (the
+  default) a power loss or OS crash may roll back the last transactions (never corrupt the
+  file); ``synchronous="FULL"`` makes every commit survive power loss too, at the cost of an
+  fsync per commit.
+- Adding an ``application_id`` that is already stored is a no-op (``INSERT OR IGNORE``), so
+  replaying a batch after a crash is safe; :meth:`~SQLiteStore.add` returns how many rows were
+  new.
+- A second process may read at any time. A second *writer* waits up to ``timeout`` seconds for
+  the write lock, then :class:`~kyc.errors.StoreLocked` is raised.
+- The schema version is kept in ``meta``; a file written by a newer version is refused with
+  :class:`~kyc.errors.StoreError`, as is a file that is not a SQLite database.
+
+Schema (version 1)::
+
+    applications(seq INTEGER PRIMARY KEY AUTOINCREMENT, application_id TEXT UNIQUE,
+                 applicant TEXT, lender_id TEXT, lender_type TEXT, ts INTEGER,
+                 thin_file INTEGER NULL)                         index on applicant
+    links(app_seq INTEGER, role TEXT, token TEXT, PRIMARY KEY(app_seq, role, token))
+                                                                 index on token
+    meta(key TEXT PRIMARY KEY, value TEXT)                       JSON values
+
+>>> from kyc.graph.records import HashedApplication
+>>> s = MemoryStore()
+>>> app = HashedApplication("a1", "applicant:" + "0" * 32, "L1", "bank", 1700000000,
+...                         (("device", "device:" + "1" * 32),))
+>>> s.add([app, app])
+1
+>>> [a.application_id for a in s.by_token("device:" + "1" * 32)]
+['a1']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, Protocol, runtime_checkable
+
+from kyc.errors import StoreError, StoreLocked
+from kyc.graph.records import HashedApplication
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MemoryStore",
+    "SQLiteStore",
+    "Store",
+    "open_store",
+]
+
+#: Version of the SQLite schema this code writes; newer files are refused.
+SCHEMA_VERSION: Final = 1
+
+@runtime_checkable
+class Store(Protocol):
+    """What the fraud graph needs from a store of hashed applications."""
+
+    def add(self, apps: Sequence[HashedApplication]) -> int:
+        """Store ``apps`` atomically; return how many were new (known ids are ignored)."""
+        ...
+
+    def applications(self) -> Iterator[HashedApplication]:
+        """Every stored application, in insertion order."""
+        ...
+
+    def get(self, application_id: str) -> HashedApplication | None:
+        """The application with this id, or None."""
+        ...
+
+    def by_applicant(self, token: str) -> list[HashedApplication]:
+        """Applications of the applicant with this ``applicant:`` token, in insertion order."""
+        ...
+
+    def by_token(self, token: str) -> list[HashedApplication]:
+        """Applications carrying this link token (any role), in insertion order."""
+        ...
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under ``key``, or ``default``."""
+        ...
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable ``value`` under ``key`` (replacing any old one)."""
+        ...
+
+    def __len__(self) -> int:
+        """Number of stored applications."""
+        ...
+
+    def __contains__(self, application_id: object) -> bool:
+        """Whether an application with this id is stored."""
+        ...
+
+    def close(self) -> None:
+        """Release resources; further calls raise :class:`~kyc.errors.StoreError`."""
+        ...
+
+
+def _check_apps(apps: Sequence[HashedApplication]) -> None:
+    if isinstance(apps, HashedApplication):
+        raise StoreError("add() takes a sequence of HashedApplication, not a single one")
+    for a in apps:
+        if not isinstance(a, HashedApplication):
+            raise StoreError(
+                f"stores hold HashedApplication objects only (hash first), "
+                f"not {type(a).__name__}"
+            )
+
+
+def _json(key: str, value: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise StoreError("meta key must be a non-empty string")
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"meta value for {key!r} is not JSON-serialisable: {exc}") from None
+
+
+class MemoryStore:
+    """A :class:`Store` in process memory (lost when the process ends).
+
+    Same semantics as :class:`SQLiteStore`; meta values are kept as JSON text so that what
+    goes in comes back equal, as from the database.
+    """
+
+    def __init__(self) -> None:
+        self._apps: list[HashedApplication] = []
+        self._pos: dict[str, int] = {}
+        self._by_applicant: dict[str, list[int]] = {}
+        self._by_token: dict[str, list[int]] = {}
+        self._meta: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def _open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+    def add(self, apps: Sequence[HashedApplication]) -> int:
+        """Store ``apps``; return how many were new (known ``application_id`` ignored)."""
+        _check_apps(apps)
+        with self._lock:
+            self._open()
+            new = 0
+            for a in apps:
+                if a.application_id in self._pos:
+                    continue
+                i = len(self._apps)
+                self._apps.append(a)
+                self._pos[a.application_id] = i
+                self._by_applicant.setdefault(a.applicant, []).append(i)
+                for token in dict.fromkeys(t for _, t in a.links):
+                    self._by_token.setdefault(token, []).append(i)
+                new += 1
+            return new
+
+    def applications(self) -> Iterator[HashedApplication]:
+        """Every stored application in insertion order (a snapshot of the current list)."""
+        with self._lock:
+            self._open()
+            snapshot = list(self._apps)
+        return iter(snapshot)
+
+    def get(self, application_id: str) -> HashedApplication | None:
+        """The application with this id, or None."""
+        with self._lock:
+            self._open()
+            i = self._pos.get(application_id)
+            return None if i is None else self._apps[i]
+
+    def by_applicant(self, token: str) -> list[HashedApplication]:
+        """Applications of this applicant token, in insertion order."""
+        with self._lock:
+            self._open()
+            return [self._apps[i] for i in self._by_applicant.get(token, ())]
+
+    def by_token(self, token: str) -> list[HashedApplication]:
+        """Applications with this link token (an ``applicant:`` token: its applications)."""
+        if token.startswith("applicant:"):
+            return self.by_applicant(token)
+        with self._lock:
+            self._open()
+            return [self._apps[i] for i in self._by_token.get(token, ())]
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under ``key``, or ``default``."""
+        with self._lock:
+            self._open()
+            text = self._meta.get(key)
+        return default if text is None else json.loads(text)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable ``value`` under ``key``."""
+        text = _json(key, value)
+        with self._lock:
+            self._open()
+            self._meta[key] = text
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._apps)
+
+    def __contains__(self, application_id: object) -> bool:
+        with self._lock:
+            return application_id in self._pos
+
+    def close(self) -> None:
+        """Mark the store closed (its contents are dropped)."""
+        with self._lock:
+            self._closed = True
+            self._apps.clear()
+            self._pos.clear()
+            self._by_applicant.clear()
+            self._by_token.clear()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._apps)} applications)"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS applications (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    application_id TEXT NOT NULL UNIQUE,
+    applicant      TEXT NOT NULL,
+    lender_id      TEXT NOT NULL,
+    lender_type    TEXT NOT NULL,
+    ts             INTEGER NOT NULL,
+    thin_file      INTEGER
+);
+CREATE INDEX IF NOT EXISTS applications_applicant ON applications(applicant);
+CREATE TABLE IF NOT EXISTS links (
+    app_seq INTEGER NOT NULL,
+    role    TEXT NOT NULL,
+    token   TEXT NOT NULL,
+    PRIMARY KEY (app_seq, role, token)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_token ON links(token);
+"""
+
+_APP_COLS = "seq, application_id, applicant, lender_id, lender_type, ts, thin_file"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SQLiteStore:
+    """A :class:`Store` in a SQLite file (WAL mode), safe against the process being killed.
+
+    ``path``: the database file (created with its folder's permissions if absent) or
+    ``":memory:"``. ``synchronous``: ``"NORMAL"`` (default; survives a process kill, may lose
+    the last commits on power loss) or ``"FULL"`` (survives power loss; slower commits).
+    ``timeout``: seconds a write waits for another writer before
+    :class:`~kyc.errors.StoreLocked`. The object may be shared between threads (calls are
+    serialised); each process opens its own.
+
+    Raises :class:`~kyc.errors.StoreError` when the file is not a SQLite database, was written
+    by a newer schema version, or cannot be opened.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["NORMAL", "FULL", "OFF", "EXTRA"] = "NORMAL",
+        timeout: float = 5.0,
+    ) -> None:
+        sync = str(synchronous).upper()
+        if sync not in ("NORMAL", "FULL", "OFF", "EXTRA"):
+            raise StoreError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        if not timeout >= 0:
+            raise StoreError(f"timeout must be >= 0 seconds, not {timeout!r}")
+        self._memory = str(path) == ":memory:"
+        self.path = str(path) if self._memory else str(Path(path))
+        self.timeout = float(timeout)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        if not self._memory:
+            self._check_file(Path(self.path))
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        self._conn = conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if not self._memory and str(mode).lower() != "wal":
+                raise StoreError(f"store {self.path}: cannot switch to WAL mode (got {mode})")
+            conn.execute(f"PRAGMA synchronous = {sync}")
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            self._abandon()
+            if _is_locked(exc):
+                raise StoreLocked(
+                    f"store {self.path} is locked by another writer (waited {self.timeout:g} s "
+                    "while opening it)"
+                ) from None
+            raise StoreError(f"{self.path} is not a usable SQLite store: {exc}") from None
+        except StoreError:
+            self._abandon()
+            raise
+
+    @staticmethod
+    def _check_file(path: Path) -> None:
+        if path.is_dir():
+            raise StoreError(f"store path {path} is a directory, not a database file")
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot create store {path}: folder {path.parent} does not exist")
+        if path.exists():
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(len(_SQLITE_MAGIC))
+            except OSError as exc:
+                raise StoreError(f"cannot read store {path}: {exc.strerror or exc}") from None
+            if head and head != _SQLITE_MAGIC:
+                raise StoreError(f"{path} is not a SQLite database (wrong file header)")
+
+    def _abandon(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _init_schema(self) -> None:
+        conn = self._db()
+        version = self._read_version()
+        if version is not None:
+            self._check_version(version)
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
+                    (json.dumps(SCHEMA_VERSION),),
+                )
+            else:
+                self._check_version(json.loads(row[0]))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _read_version(self) -> int | None:
+        conn = self._db()
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            tables = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+            ).fetchone()[0]
+            if tables:
+                raise StoreError(
+                    f"{self.path} is a SQLite database but not a kyc store (no meta table)"
+                )
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            raise StoreError(f"{self.path} has a meta table but no schema_version")
+        try:
+            value = json.loads(row[0])
+        except ValueError:
+            value = None
+        if not isinstance(value, int):
+            raise StoreError(f"{self.path} has an unreadable schema_version {row[0]!r}")
+        return value
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written with store schema version {version}; this kyc reads "
+                f"up to {SCHEMA_VERSION}: upgrade kyc"
+            )
+        if version < 1:
+            raise StoreError(f"{self.path} has an invalid schema_version {version}")
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"store {self.path} is closed")
+        return self._conn
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add(self, apps: Sequence[HashedApplication]) -> int:
+        """Store ``apps`` in one transaction; return how many were new.
+
+        Application ids already stored (or repeated in the batch) are ignored. On return the
+        batch is committed. Raises :class:`~kyc.errors.StoreLocked` when another writer holds
+        the lock for longer than ``timeout``, :class:`~kyc.errors.StoreError` on other
+        database failures (the batch is then rolled back entirely).
+        """
+        _check_apps(apps)
+        if not apps:
+            return 0
+        rows = [
+            (
+                a.application_id, a.applicant, a.lender_id, a.lender_type, int(a.ts),
+                None if a.thin_file is None else int(a.thin_file),
+            )
+            for a in apps
+        ]
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _is_locked(exc):
+                    raise StoreLocked(
+                        f"store {self.path} is locked by another writer (waited "
+                        f"{self.timeout:g} s); only one process may write at a time"
+                    ) from None
+                raise StoreError(f"store {self.path}: cannot start a write: {exc}") from None
+            try:
+                new = 0
+                cur = conn.cursor()
+                for a, row in zip(apps, rows, strict=True):
+                    cur.execute(
+                        "INSERT OR IGNORE INTO applications(application_id, applicant, "
+                        "lender_id, lender_type, ts, thin_file) VALUES (?, ?, ?, ?, ?, ?)",
+                        row,
+                    )
+                    if cur.rowcount != 1:
+                        continue
+                    seq = cur.lastrowid
+                    new += 1
+                    if a.links:
+                        cur.executemany(
+                            "INSERT OR IGNORE INTO links(app_seq, role, token) VALUES (?, ?, ?)",
+                            [(seq, r, t) for r, t in a.links],
+                        )
+                conn.execute("COMMIT")
+                return new
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    if _is_locked(exc):
+                        raise StoreLocked(
+                            f"store {self.path} is locked by another writer: {exc}"
+                        ) from None
+                    raise StoreError(f"store {self.path}: write failed: {exc}") from None
+                raise
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable ``value`` under ``key`` (one transaction)."""
+        text = _json(key, value)
+        if key == "schema_version":
+            raise StoreError("meta key 'schema_version' is reserved")
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, text),
+                )
+            except sqlite3.OperationalError as exc:
+                if _is_locked(exc):
+                    raise StoreLocked(
+                        f"store {self.path} is locked by another writer (waited "
+                        f"{self.timeout:g} s)"
+                    ) from None
+                raise StoreError(f"store {self.path}: write failed: {exc}") from None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            conn = self._db()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: read failed: {exc}") from None
+
+    def _materialise(self, rows: list[Any]) -> list[HashedApplication]:
+        if not rows:
+            return []
+        links: dict[int, list[tuple[str, str]]] = {}
+        seqs = [r[0] for r in rows]
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for seq, role, token in self._query(
+                f"SELECT app_seq, role, token FROM links WHERE app_seq IN ({marks}) "
+                "ORDER BY app_seq, role, token",
+                chunk,
+            ):
+                links.setdefault(seq, []).append((role, token))
+        return [
+            HashedApplication(
+                application_id=r[1], applicant=r[2], lender_id=r[3], lender_type=r[4],
+                ts=int(r[5]), links=tuple(links.get(r[0], ())),
+                thin_file=None if r[6] is None else bool(r[6]),
+            )
+            for r in rows
+        ]
+
+    def applications(self, *, chunk: int = 2000) -> Iterator[HashedApplication]:
+        """Every stored application in insertion order, read ``chunk`` rows at a time.
+
+        Applications added while iterating may or may not be seen.
+        """
+        last = 0
+        while True:
+            rows = self._query(
+                f"SELECT {_APP_COLS} FROM applications WHERE seq > ? ORDER BY seq LIMIT ?",
+                (last, chunk),
+            )
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield from self._materialise(rows)
+
+    def get(self, application_id: str) -> HashedApplication | None:
+        """The application with this id, or None."""
+        out = self._materialise(
+            self._query(
+                f"SELECT {_APP_COLS} FROM applications WHERE application_id = ?",
+                (application_id,),
+            )
+        )
+        return out[0] if out else None
+
+    def by_applicant(self, token: str) -> list[HashedApplication]:
+        """Applications of this applicant token, in insertion order."""
+        return self._materialise(
+            self._query(
+                f"SELECT {_APP_COLS} FROM applications WHERE applicant = ? ORDER BY seq",
+                (token,),
+            )
+        )
+
+    def by_token(self, token: str) -> list[HashedApplication]:
+        """Applications with this link token (an ``applicant:`` token: its applications)."""
+        if token.startswith("applicant:"):
+            return self.by_applicant(token)
+        return self._materialise(
+            self._query(
+                f"SELECT {_APP_COLS} FROM applications WHERE seq IN "
+                "(SELECT app_seq FROM links WHERE token = ?) ORDER BY seq",
+                (token,),
+            )
+        )
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under ``key``, or ``default``."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return default if not rows else json.loads(rows[0][0])
+
+    def __len__(self) -> int:
+        return int(self._query("SELECT count(*) FROM applications")[0][0])
+
+    def __contains__(self, application_id: object) -> bool:
+        if not isinstance(application_id, str):
+            return False
+        return bool(
+            self._query(
+                "SELECT 1 FROM applications WHERE application_id = ?", (application_id,)
+            )
+        )
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def integrity_check(self) -> None:
+        """Run SQLite's ``PRAGMA integrity_check``; :class:`~kyc.errors.StoreError` if not ok."""
+        rows = self._query("PRAGMA integrity_check")
+        problems = [str(r[0]) for r in rows if str(r[0]).lower() != "ok"]
+        if problems:
+            raise StoreError(f"store {self.path} failed its integrity check: {problems[:5]}")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the main file and truncate it (optional; SQLite does it too)."""
+        self._query("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        """Close the connection (idempotent); committed data stays in the file."""
+        with self._lock:
+            self._abandon()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else "open"
+        return f"SQLiteStore({self.path!r}, {state})"
+
+
+def open_store(store: Store | str | os.PathLike[str] | None = None, **kwargs: Any) -> Store:
+    """Return a :class:`Store`: ``None`` or ``":memory:"`` -> :class:`MemoryStore`; a path ->
+    :class:`SQLiteStore` (``kwargs`` passed on); a ``Store`` is returned as is."""
+    if store is None or (isinstance(store, str) and store == ":memory:"):
+        return MemoryStore()
+    if isinstance(store, str | os.PathLike):
+        return SQLiteStore(store, **kwargs)
+    if isinstance(store, Store):
+        return store
+    raise StoreError(f"not a store or a path: {type(store).__name__}")
+
