@@ -48,6 +48,7 @@ from face_common import (
     Pair,
     canonical,
     decide,
+    det_plot,
     east_asian,
     embed_images,
     identity_of,
@@ -338,7 +339,9 @@ def main() -> None:
             "embedding_norm": [float(norms.min()), float(norms.mean()), float(norms.max())],
         },
     }
-    del gen, imp
+    label = f"{emb.embedder}: LFW non-East-Asian, all pairs"
+    curves = [(label, gen, imp, higher)]
+    points = [(f"FMR-{e.fmr_target:g} profile", e.fmr, 1 - e.tar) for e in cal.thresholds]
 
     # 2. profiles ----------
     if args.write_profiles:
@@ -414,6 +417,12 @@ def main() -> None:
             for e in own.thresholds
         }
         part["roc_auc"] = own.roc_auc
+        if clean:
+            ea_gen, ea_imp = scores[have & same], scores[have & ~same]
+            curves.append((f"{emb.embedder}: East-Asian slice, all pairs", ea_gen, ea_imp, higher))
+            for t, thr in thresholds.items():
+                r = rates_at(scores, same, thr, higher)
+                points.append((f"same threshold (FMR-{t:g}) on East-Asian", r["fmr"], 1 - r["tar"]))
         ea["clean" if clean else "raw"] = part
     result["east_asian"] = ea
     for t in TARGETS:
@@ -457,6 +466,12 @@ def main() -> None:
         )
 
     OUT.mkdir(parents=True, exist_ok=True)
+    tag = re.sub(r"[^a-z0-9_]+", "_", emb.embedder)
+    det = OUT / f"face_calibrate_det_{tag}.png"
+    det_plot(
+        curves, str(det), f"DET, {emb.embedder}: calibration population vs East-Asian slice", points
+    )
+    result["det_png"] = str(det.relative_to(ROOT))
     out = OUT / f"face_calibrate_{re.sub(r'[^a-z0-9_]+', '_', emb.embedder)}.json"
     out.write_text(json.dumps(result, indent=2, default=float))
     print(json.dumps(result, indent=2, default=float))

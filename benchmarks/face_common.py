@@ -290,3 +290,56 @@ def ten_fold_accuracy(
 def pct(x: float, digits: int = 2) -> str:
     """Format a rate as a percentage."""
     return f"{100 * x:.{digits}f} %"
+
+
+def det_plot(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray, bool]],
+    path: str,
+    title: str,
+    points: Sequence[tuple[str, float, float]] = (),
+) -> None:
+    """DET curves (FNMR against FMR on normal-deviate axes), one per (label, gen, imp, higher).
+
+    ``points`` marks operating points as (label, fmr, fnmr).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+
+    from kyc.calibrate import error_rates
+
+    ticks = [1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5]
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    lo_fmr = 0.5
+    for label, gen, imp, higher in curves:
+        both = np.concatenate([gen, imp])
+        grid = np.unique(np.concatenate([gen, np.quantile(both, np.linspace(0, 1, 5001))]))
+        fmr, fnmr = error_rates(gen, imp, grid, higher_is_match=higher)
+        keep = (fmr > 0) & (fnmr > 0) & (fmr < 1) & (fnmr < 1)
+        ax.plot(norm.ppf(fmr[keep]), norm.ppf(fnmr[keep]), label=label, lw=1.5)
+        lo_fmr = min(lo_fmr, max(1.0 / imp.size, 1e-5))
+    for label, fmr_p, fnmr_p in points:
+        ax.plot(norm.ppf(fmr_p), norm.ppf(max(fnmr_p, 1e-3)), "o", ms=5)
+        ax.annotate(
+            label,
+            (norm.ppf(fmr_p), norm.ppf(max(fnmr_p, 1e-3))),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    shown = [t for t in ticks if t >= lo_fmr / 2]
+    ax.set_xticks(norm.ppf(shown), [f"{t:g}" for t in shown])
+    yt = [t for t in ticks if t >= 1e-3]
+    ax.set_yticks(norm.ppf(yt), [f"{t:g}" for t in yt])
+    ax.set_xlim(norm.ppf(lo_fmr / 2), norm.ppf(0.5))
+    ax.set_ylim(norm.ppf(1e-3), norm.ppf(0.5))
+    ax.set_xlabel("false match rate (FMR)")
+    ax.set_ylabel("false non-match rate (FNMR)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

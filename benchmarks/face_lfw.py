@@ -22,36 +22,17 @@ import sys
 
 import numpy as np
 
-from face_common import LFW, OUT, embed_images, lfw_pairs, pair_scores, pct, ten_fold_accuracy
-from kyc.calibrate import calibrate, equal_error_rate, error_rates, roc_auc
-
-
-def det_plot(curves: list[tuple[str, np.ndarray, np.ndarray, bool]], path: str) -> None:
-    """DET curve (FNMR against FMR on normal-deviate axes) for each configuration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy.stats import norm
-
-    ticks = [1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5]
-    fig, ax = plt.subplots(figsize=(6, 5.5))
-    for label, gen, imp, higher in curves:
-        thr = np.unique(np.concatenate([gen, imp]))
-        fmr, fnmr = error_rates(gen, imp, thr, higher_is_match=higher)
-        keep = (fmr > 0) & (fnmr > 0) & (fmr < 1) & (fnmr < 1)
-        ax.plot(norm.ppf(fmr[keep]), norm.ppf(fnmr[keep]), label=label, lw=1.5)
-    ax.set_xticks(norm.ppf(ticks), [f"{t:g}" for t in ticks])
-    ax.set_yticks(norm.ppf(ticks), [f"{t:g}" for t in ticks])
-    ax.set_xlim(norm.ppf(2e-4), norm.ppf(0.5))
-    ax.set_ylim(norm.ppf(1e-3), norm.ppf(0.5))
-    ax.set_xlabel("false match rate (FMR)")
-    ax.set_ylabel("false non-match rate (FNMR)")
-    ax.set_title("DET, LFW grey, official 6,000 pairs")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+from face_common import (
+    LFW,
+    OUT,
+    det_plot,
+    embed_images,
+    lfw_pairs,
+    pair_scores,
+    pct,
+    ten_fold_accuracy,
+)
+from kyc.calibrate import calibrate, equal_error_rate, roc_auc
 
 
 def main() -> None:
@@ -114,7 +95,7 @@ def main() -> None:
             )
     OUT.mkdir(parents=True, exist_ok=True)
     det = OUT / "face_lfw_det.png"
-    det_plot(curves, str(det))
+    det_plot(curves, str(det), "DET, LFW grey, official 6,000 pairs")
     (OUT / "face_lfw.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     print(f"DET curve: {det}", file=sys.stderr)

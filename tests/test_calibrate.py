@@ -291,3 +291,35 @@ def test_cli_reports_bad_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     wrong.write_text("a,b\n1,2\n")
     assert main(["calibrate", str(wrong)]) == 2
     assert "columns" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_embeds_image_pairs_and_skips_bad_ones(
+    model_dir: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+
+    root = data_dir / "faces" / "face_recognition_examples" / "examples"
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))  # no face in it
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    obama = ["obama.jpg", "obama2.jpg", "obama-480p.jpg", "obama-720p.jpg"]
+    others = ["biden.jpg", "alex-lacamoire.png", "lin-manuel-miranda.png"]
+    rows = ["image_a,image_b,same"]
+    for i, a in enumerate(obama + others):
+        for b in (obama + others)[i + 1 :]:
+            rows.append(f"{root / a},{root / b},{int(a in obama and b in obama)}")
+    rows.append(f"{blank},{root / 'obama.jpg'},1")
+    rows.append(f"{tmp_path / 'junk.jpg'},{root / 'biden.jpg'},0")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("\n".join(rows) + "\n")
+
+    code = main(["calibrate", str(pairs), "--fmr", "0.2", "--min-false-matches", "1", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    data = json.loads(captured.out)
+    assert data["n_genuine"] == 6 and data["n_impostor"] == 15  # 21 pairs, 2 skipped
+    assert "no face" in captured.err and "cannot read image" in captured.err
+    assert "2 of 23 pairs skipped" in captured.err
+    assert data["roc_auc"] == 1.0  # Obama vs three other people: perfectly separated
+    assert "dlib_resnet_v1" in data["source"]

@@ -43,7 +43,7 @@ def test_mismatch_exits_1(ex: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_json_output_parses_and_carries_the_result(
     ex: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = main(["verify", str(ex / "obama2.jpg"), str(ex / "obama.jpg"), "--json"])
+    rc = main(["verify", str(ex / "obama-720p.jpg"), str(ex / "obama.jpg"), "--json"])
     data = _json(capsys)
     assert rc == 0
     assert data["status"] == "match" and data["is_match"] is True

@@ -243,3 +243,42 @@ def test_concurrent_adds_and_searches_are_consistent() -> None:
 def test_hit_to_dict_is_plain_json() -> None:
     hit = IndexHit("a", 0.9, 0.447)
     assert hit.to_dict() == {"subject_id": "a", "score": 0.9, "distance": 0.447}
+
+
+# --- real faces ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_planted_duplicates_of_real_faces_are_the_top_hits(
+    model_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """One person enrolled under two applicant ids among 40 other people is found twice."""
+    from kyc.face.verify import FaceVerifier
+
+    verifier = FaceVerifier(multi_face="centre")
+    examples = data_dir / "faces" / "face_recognition_examples" / "examples"
+    lfw = data_dir / "faces" / "lfw" / "images"
+    people = sorted(p for p in lfw.iterdir() if p.is_dir() and not p.name.startswith("Barack"))
+    index = FaceIndex(embedder=verifier.embedder.name)
+    for person in people[:: max(1, len(people) // 40)][:40]:
+        first = sorted(person.glob("*.jpg"))[0]
+        index.add(f"lfw-{person.name}", verifier.represent(first).embedding)
+    index.add("applicant-17", verifier.represent(examples / "obama.jpg").embedding)
+    index.add("applicant-52", verifier.represent(examples / "obama2.jpg").embedding)
+    index.add("applicant-90", verifier.represent(examples / "biden.jpg").embedding)
+    assert index.n_subjects == 43
+
+    query = verifier.represent(examples / "obama-720p.jpg").embedding
+    hits = index.search(query, k=3)
+    assert {h.subject_id for h in hits[:2]} == {"applicant-17", "applicant-52"}
+    assert hits[2].distance > hits[1].distance
+
+    # each planted template's nearest other subject is its duplicate
+    for own, dup in (("applicant-17", "applicant-52"), ("applicant-52", "applicant-17")):
+        others = [h for h in index.search(index.templates(own)[0], k=2) if h.subject_id != own]
+        assert others[0].subject_id == dup
+
+    # the saved index finds them too, and removing one identity leaves the other
+    loaded = FaceIndex.load(index.save(tmp_path / "idx.npz"))
+    assert loaded.remove("applicant-17") == 1
+    assert loaded.search(query, k=1)[0].subject_id == "applicant-52"

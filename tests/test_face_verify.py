@@ -143,7 +143,7 @@ def test_multiple_faces_reject_policy_gives_not_checked(model_dir: Path, ex: Pat
     assert r.status == "not_checked" and r.score is None
     assert r.codes == ("MULTIPLE_FACES_IN_SELFIE",)
     # a single-face pair is unaffected by the policy
-    assert strict.verify(ex / "obama.jpg", ex / "obama2.jpg").status == "match"
+    assert strict.verify(ex / "obama-480p.jpg", ex / "obama.jpg").status == "match"
 
 
 def test_centre_policy_changes_the_chosen_face(model_dir: Path, ex: Path) -> None:
@@ -202,18 +202,17 @@ def test_verify_many_reports_the_bad_item_and_finishes_the_rest(
         (good[:5000], ex / "obama.jpg"),  # truncated
         (ex / "obama.jpg", ex / "biden.jpg"),
         (ex / "obama.jpg", noise_jpeg),
-        (ex / "obama2.jpg", ex / "obama-720p.jpg"),
     ]
-    out = fv.verify_many(pairs, batch_size=2)
-    assert len(out) == 5
+    # decoded and detected by 2 worker threads, embedded in batches of 2 pairs
+    out = fv.verify_many(pairs, workers=2, batch_size=2)
+    assert len(out) == 4
     assert isinstance(out[1], TruncatedImage) and isinstance(out[1], KycError)
     statuses = [o.status if isinstance(o, MatchResult) else "error" for o in out]
-    assert statuses == ["match", "error", "mismatch", "not_checked", "match"]
+    assert statuses == ["match", "error", "mismatch", "not_checked"]
     # batched results equal one-by-one results
     single = fv.verify(*pairs[2])
     assert isinstance(out[2], MatchResult) and out[2].score == pytest.approx(single.score, abs=1e-5)
-    threaded = fv.verify_many(pairs, workers=2)
-    assert [o.status if isinstance(o, MatchResult) else "error" for o in threaded] == statuses
+    assert fv.verify_many([]) == []
 
 
 def test_missing_model_is_a_model_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,8 +410,11 @@ def test_profile_arguments_resolve_as_documented(model_dir: Path) -> None:
         resolve_profile("no-such-profile", embedder="dlib_resnet_v1", metric="euclidean")
     with pytest.raises(ConfigError):  # dlib profile on a cosine embedder
         FaceVerifier("mobilefacenet_eval_only", profile=default_profile("dlib_resnet_v1").name)
-    with pytest.raises(ConfigError):  # no shipped profile for the eval-only model
-        FaceVerifier("mobilefacenet_eval_only")
+    lender = EmbedderConfig.from_dict(
+        {"name": "lender_model", "path": "/models/lender.onnx", "sha256": "ab" * 32}
+    )
+    with pytest.raises(ConfigError, match="no threshold profile"):  # a model of one's own
+        FaceVerifier(lender)
 
 
 def test_threshold_direction_follows_the_metric() -> None:

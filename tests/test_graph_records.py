@@ -213,6 +213,15 @@ def test_direct_construction_is_validated() -> None:
     assert app.phones == ("1",)
 
 
+def test_repr_hides_identifiers() -> None:
+    app = Application.from_mapping(rec())
+    text = repr(app) + str(app)
+    for raw in ("ID-0001", "DEV-1", "4155552671", "555-0199", "192.0.2.7", "Baker", "4111",
+                "Jane"):
+        assert raw not in text
+    assert "app-1" in text and "<2 hidden>" in text and "L1" in text
+
+
 def test_application_is_frozen() -> None:
     app = Application.from_mapping(rec())
     with pytest.raises(AttributeError):

@@ -540,6 +540,8 @@ def test_missing_paths_and_folders_are_refused(tmp_path: Path) -> None:
         load_image(tmp_path / "absent.jpg")
     with pytest.raises(InvalidImage, match="not a regular file"):
         load_image(tmp_path)
+    with pytest.raises(InvalidImage, match="cannot read"):
+        load_image("photo\x00.jpg")
 
 
 # --- probe_image ----------------------------------------------------------------------------

@@ -28,6 +28,9 @@ _LAZY: dict[str, str] = {
     "FaceVerifier": "kyc.face.verify",
     "MatchResult": "kyc.face.verify",
     "QualityReport": "kyc.face.quality",
+    "QualityLimits": "kyc.face.quality",
+    "FaceTemplate": "kyc.face.verify",
+    "ThresholdProfile": "kyc.face.profiles",
     "FaceIndex": "kyc.face.index",
     "calibrate": "kyc.calibrate",
     "Reason": "kyc.reasons",
@@ -36,13 +39,31 @@ _LAZY: dict[str, str] = {
     "RingReport": "kyc.graph.rings",
 }
 
-__all__ = ["KycError", "__version__", *sorted(_LAZY)]
+__all__ = [
+    "Application",
+    "FaceIndex",
+    "FaceTemplate",
+    "FaceVerifier",
+    "FraudGraph",
+    "ImageLimits",
+    "KycError",
+    "MatchResult",
+    "QualityLimits",
+    "QualityReport",
+    "Reason",
+    "RingReport",
+    "ThresholdProfile",
+    "__version__",
+    "calibrate",
+    "load_image",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from kyc.calibrate import calibrate
     from kyc.face.index import FaceIndex
-    from kyc.face.quality import QualityReport
-    from kyc.face.verify import FaceVerifier, MatchResult
+    from kyc.face.profiles import ThresholdProfile
+    from kyc.face.quality import QualityLimits, QualityReport
+    from kyc.face.verify import FaceTemplate, FaceVerifier, MatchResult
     from kyc.graph.fraudgraph import FraudGraph
     from kyc.graph.records import Application
     from kyc.graph.rings import RingReport

@@ -379,8 +379,9 @@ def _read_source(source: Any, limits: ImageLimits) -> bytes:
             st = path.stat()
         except FileNotFoundError:
             raise InvalidImage(f"image file not found: {path}") from None
-        except OSError as exc:
-            raise InvalidImage(f"cannot read image file {path}: {exc.strerror or exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: an embedded NUL byte
+            detail = getattr(exc, "strerror", None) or exc
+            raise InvalidImage(f"cannot read image file {path!r}: {detail}") from None
         if not path.is_file():
             raise InvalidImage(f"{path} is not a regular file")
         if st.st_size > limits.max_bytes:

@@ -124,6 +124,10 @@ class EmbedderConfig:
     ``"euclidean"`` or ``"cosine"``; ``normalize`` L2-normalises outputs. ``input_size`` must
     agree with the model's input when the model fixes it. ``eval_only`` marks models whose
     weights may not be used in production (they are never a default).
+
+    Build configs with :meth:`from_dict` / :meth:`from_toml`: they fill unset keys with the
+    family's defaults (dlib: 150, 0..255, Euclidean; arcface: 112, ``(x - 127.5) / 127.5``,
+    cosine). The dataclass defaults themselves are the ArcFace family's.
     """
 
     name: str

@@ -13,11 +13,14 @@ reports
   ``sqrt(2 - 2 * score)``, in [0, 2] (lower = more alike).
 
 Both orderings are the same. For cosine embedders (ArcFace-style) ``score`` is the usual
-similarity. For the dlib embedder, whose thresholds are Euclidean distances between raw
-embeddings, ``distance`` is the comparable number: dlib embeddings have norms close to 1,
-so the unit-vector distance differs from the raw one by a few hundredths at most. A
-threshold meant for this index should be calibrated on unit-vector distances (the
-benchmark reports both).
+similarity. The dlib embedder's profiles, however, are Euclidean distances between *raw*
+embeddings, and raw dlib embeddings are not unit length (norms 1.18-1.66, mean 1.41 on
+7,427 LFW faces), so a dlib profile threshold does not apply to ``distance`` here: unit
+distances are roughly the raw ones divided by 1.4, and the ranking can differ slightly
+from raw-distance ranking. Thresholds for this index are calibrated on unit-vector
+distances by ``benchmarks/face_calibrate.py`` (for dlib on LFW: 0.380 at FMR 1e-3, 0.420
+at 1e-2, 0.347 at 1e-4; see ``benchmarks/results_face.md``), or on your own data with
+:func:`kyc.calibrate.calibrate`.
 
 Privacy. The index holds embeddings (biometric templates) and subject ids, never an image.
 Subject ids are stored as given: use opaque ids (for example

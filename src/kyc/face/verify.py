@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Union
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from kyc.face.embed import Embedder, EmbedderConfig, compare, make_embedder
 from kyc.face.profiles import ThresholdProfile, resolve_profile
 from kyc.face.quality import QualityLimits, QualityReport, assess_quality
 from kyc.reasons import Reason
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kyc.image import ImageLimits
 
 __all__ = [
     "FaceTemplate",
@@ -208,7 +211,7 @@ class FaceVerifier:
         detector: FaceDetector | None = None,
         max_side: int = 1280,
         detector_score: float = 0.6,
-        image_limits: Any = None,
+        image_limits: ImageLimits | None = None,
         intra_op_num_threads: int | None = None,
     ) -> None:
         if quality not in ("report", "require"):
@@ -266,7 +269,10 @@ class FaceVerifier:
         try:
             return load_image(source, limits=self.image_limits)
         except InvalidImage as exc:
-            err = type(exc)(f"{what}: {exc.message}")
+            try:  # same type, message naming the side
+                err = type(exc)(f"{what}: {exc.message}")
+            except TypeError:  # pragma: no cover - a subclass with another signature
+                raise exc from None
             raise err from exc
 
     def _side(self, image: np.ndarray, label: str) -> _Side:

@@ -143,7 +143,7 @@ def leiden_cpm(
     edges: Iterable[tuple[str, str, float]],
     *,
     nodes: Iterable[str] = (),
-    resolution: float = 0.05,
+    resolution: float = 0.01,
     seed: int = 0,
     trials: int = 1,
 ) -> list[list[str]]:

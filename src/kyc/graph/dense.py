@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.sparse import csc_matrix, csr_matrix, issparse
+from scipy.sparse import csc_matrix, csr_matrix
 
 from kyc.errors import ConfigError
 
-__all__ = ["DenseBlock", "column_weights", "fraudar", "peel"]
+__all__ = ["DenseBlock", "block_density", "column_weights", "fraudar", "peel"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -83,36 +83,54 @@ def peel(
     ``(row_mask, col_mask, density, mass)`` of the best set. Ties are broken by node index
     (rows before columns), so the result is deterministic. ``O(E log N)`` with a lazy heap.
     """
-    r = np.asarray(rows, dtype=np.int64)
-    c = np.asarray(cols, dtype=np.int64)
-    w = np.asarray(weights, dtype=np.float64)
-    if not (r.shape == c.shape == w.shape):
+    r = [int(x) for x in np.asarray(rows, dtype=np.int64).ravel().tolist()]
+    c = [int(x) for x in np.asarray(cols, dtype=np.int64).ravel().tolist()]
+    w = [float(x) for x in np.asarray(weights, dtype=np.float64).ravel().tolist()]
+    if not (len(r) == len(c) == len(w)):
         raise ConfigError("rows, cols and weights must have the same length")
+    keep_rows, keep_cols, density, mass = _peel_lists(r, c, w, n_rows, n_cols)
+    return np.asarray(keep_rows, dtype=bool), np.asarray(keep_cols, dtype=bool), density, mass
+
+
+def block_density(
+    rows: list[int], cols: list[int], weights: list[float], n_rows: int, n_cols: int
+) -> float:
+    """Density of the densest block :func:`peel` finds, for small edge lists (plain lists).
+
+    >>> block_density([0, 1, 2], [0, 0, 0], [1.0, 1.0, 1.0], 3, 1)
+    0.75
+    """
+    return _peel_lists(rows, cols, weights, n_rows, n_cols)[2]
+
+
+def _peel_lists(
+    r: list[int], c: list[int], w: list[float], n_rows: int, n_cols: int
+) -> tuple[list[bool], list[bool], float, float]:
     n = n_rows + n_cols
-    if r.size == 0 or n == 0:
-        return np.zeros(n_rows, dtype=bool), np.zeros(n_cols, dtype=bool), 0.0, 0.0
-    if w.min() <= 0:
-        raise ConfigError("edge weights must be > 0")
-    # node ids: rows 0..n_rows-1, cols n_rows..n-1; adjacency as CSR over all nodes
-    u = np.concatenate([r, c + n_rows])
-    v = np.concatenate([c + n_rows, r])
-    ww = np.concatenate([w, w])
-    order = np.argsort(u, kind="stable")
-    u, v, ww = u[order], v[order], ww[order]
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(u, minlength=n), out=ptr[1:])
-    deg_w = np.bincount(u, weights=ww, minlength=n)
-    active = deg_w > 0  # isolated nodes never help density
-    mass = float(w.sum())
-    size = int(active.sum())
+    if not r or n == 0:
+        return [False] * n_rows, [False] * n_cols, 0.0, 0.0
+    adj: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    prio = [0.0] * n
+    total = 0.0
+    for i, j, x in zip(r, c, w, strict=True):
+        if not x > 0:
+            raise ConfigError("edge weights must be > 0")
+        if not (0 <= i < n_rows and 0 <= j < n_cols):
+            raise ConfigError("edge index out of range")
+        jj = n_rows + j
+        adj[i].append((jj, x))
+        adj[jj].append((i, x))
+        prio[i] += x
+        prio[jj] += x
+        total += x
+    alive = [p > 0 for p in prio]  # isolated nodes never help density
+    size = sum(alive)
+    mass = total
     best = mass / size
     best_step = 0
-    prio = deg_w.tolist()
-    heap = [(prio[i], i) for i in np.flatnonzero(active).tolist()]
+    heap = [(prio[i], i) for i in range(n) if alive[i]]
     heapq.heapify(heap)
-    alive = active.tolist()
     removed: list[int] = []
-    vl, wl, pl = v.tolist(), ww.tolist(), ptr.tolist()
     while heap and size > 1:
         p, x = heapq.heappop(heap)
         if not alive[x] or p != prio[x]:
@@ -121,25 +139,23 @@ def peel(
         removed.append(x)
         mass -= p
         size -= 1
-        for k in range(pl[x], pl[x + 1]):
-            y = vl[k]
+        for y, wy in adj[x]:
             if alive[y]:
-                prio[y] -= wl[k]
+                prio[y] -= wy
                 heapq.heappush(heap, (prio[y], y))
-        mass = max(mass, 0.0)
-        g = mass / size
+        g = max(mass, 0.0) / size
         if g > best + 1e-12:
             best = g
             best_step = len(removed)
-    keep = active.copy()
-    if best_step:
-        keep[np.asarray(removed[:best_step], dtype=np.int64)] = False
-    row_mask = keep[:n_rows]
-    col_mask = keep[n_rows:]
-    inside = row_mask[r] & col_mask[c]
-    best_mass = float(w[inside].sum())
-    nodes = int(row_mask.sum() + col_mask.sum())
-    return row_mask, col_mask, (best_mass / nodes if nodes else 0.0), best_mass
+    keep = [bool(adj[i]) for i in range(n)]
+    for x in removed[:best_step]:
+        keep[x] = False
+    best_mass = 0.0
+    for i, j, x in zip(r, c, w, strict=True):
+        if keep[i] and keep[n_rows + j]:
+            best_mass += x
+    nodes = sum(keep)
+    return keep[:n_rows], keep[n_rows:], (best_mass / nodes if nodes else 0.0), best_mass
 
 
 def fraudar(
@@ -158,7 +174,7 @@ def fraudar(
     """
     if n_blocks < 1:
         raise ConfigError(f"n_blocks must be >= 1, got {n_blocks}")
-    m = csr_matrix(matrix) if not issparse(matrix) else csr_matrix(matrix)
+    m = csr_matrix(matrix)
     m.eliminate_zeros()
     coo = m.tocoo()
     rows = coo.row.astype(np.int64)
@@ -177,7 +193,7 @@ def fraudar(
     for _ in range(n_blocks):
         if rows.size == 0:
             break
-        rmask, cmask, density, mass = peel(rows, cols, cw[cols], n_rows, n_cols)
+        rmask, cmask, density, mass = peel(rows, cols, cw[cols], int(n_rows), int(n_cols))
         if mass <= 0 or not math.isfinite(density):
             break
         out.append(DenseBlock(np.flatnonzero(rmask), np.flatnonzero(cmask), density, mass))

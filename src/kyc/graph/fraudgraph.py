@@ -702,16 +702,15 @@ def _batch_rings(
             for m in rf.members:
                 ring_of[m] = rf
     densities = sorted(rf.density for rf in feats)
-    ptr, pos = g.id_ptr()
-    id_index = {t: j for j, t in enumerate(ids)}
+    # own-phone holders of every shared phone token (vectorised, then one dict)
+    phone_edges = np.flatnonzero(g.edge_roles.astype(np.int64) & _PHONE_BIT)
+    by_id = np.argsort(g.edge_id[phone_edges], kind="stable")
+    owners_of: dict[str, list[str]] = {}
+    for q in phone_edges[by_id].tolist():
+        owners_of.setdefault(ids[int(e_id[q])], []).append(g.applicants[int(g.edge_app[q])])
 
     def phone_owners(tok: str) -> list[str]:
-        j = id_index.get(tok)
-        if j is None:
-            return []
-        p = pos[ptr[j]:ptr[j + 1]]
-        return sorted(g.applicants[int(g.edge_app[q])] for q in p.tolist()
-                      if int(g.edge_roles[q]) & _PHONE_BIT)
+        return sorted(owners_of.get(tok, ()))
 
     scorer = RingScorer(cfg, densities, phone_owners, ring_of.get)
     out = [scorer.score(rf) for rf in feats]

@@ -104,6 +104,9 @@ _TRUE = frozenset({"1", "true", "t", "yes", "y"})
 _FALSE = frozenset({"0", "false", "f", "no", "n"})
 _REQUIRED = ("application_id", "applicant_id", "lender_id")
 _OPTIONAL_TEXT = ("device_id", "ip", "address", "card", "email")
+_IDENTIFIER_FIELDS = (
+    "applicant_id", "device_id", "phones", "contact_phones", "ip", "address", "card", "email"
+)
 
 
 # --- value parsing ------------------------------------------------------------------------
@@ -300,13 +303,14 @@ def parse_timestamp(value: object, *, row: int | None = None) -> datetime:
 # --- records ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Application:
     """One credit application with raw identifiers (never stored as such).
 
     ``timestamp`` is an aware UTC ``datetime`` (an aware one in another zone is converted; a
     naive one is refused here, use :meth:`from_mapping` to read naive times as UTC).
     Build one directly or with :meth:`from_mapping`, which validates and converts.
+    ``repr`` hides the identifiers (an application printed into a log leaks nothing).
     """
 
     application_id: str
@@ -354,6 +358,21 @@ class Application:
                 raise InvalidRecord(f"{name} must be a string or None", field=name)
         if self.thin_file is not None and not isinstance(self.thin_file, bool):
             raise InvalidRecord("thin_file must be a bool or None", field="thin_file")
+
+    def __repr__(self) -> str:
+        def shown(value: object) -> str:
+            if value is None or value == ():
+                return repr(value)
+            if isinstance(value, tuple):
+                return f"<{len(value)} hidden>"
+            return "<hidden>"
+
+        hidden = ", ".join(f"{n}={shown(getattr(self, n))}" for n in _IDENTIFIER_FIELDS)
+        return (
+            f"Application(application_id={self.application_id!r}, lender_id={self.lender_id!r}, "
+            f"lender_type={self.lender_type!r}, timestamp={self.timestamp.isoformat()!r}, "
+            f"thin_file={self.thin_file!r}, {hidden})"
+        )
 
     @property
     def ts(self) -> int:

@@ -12,7 +12,7 @@ each becoming a :class:`~kyc.reasons.Reason` with its values:
 reason code                evidence                                                  strength
 =========================  ========================================================  ===========
 ``DEVICE_SHARED_BY_{n}``   n members share one device (``CARD_SHARED_BY_{n}``: card)  (n-1)/(full-1)
-``BURST_{n}_APPS_IN_3H``   n distinct members applied within 3 h (24 h: half)        (n-2)/(full-2)
+``BURST_{n}_APPS_IN_3H``   n distinct members applied within 3 h (24 h: x0.75)     (n-2)/(full-2)
 ``DENSE_BLOCK_TOP_{p}PCT`` FRAUDAR density of members x shared identifiers ranks in  1 / .6 / .3
                            the top 1 / 5 / 10 % of all candidates
 ``THIN_FILE_{p}PCT``       p % of members (with a known flag) are thin-file          above floor
@@ -49,7 +49,7 @@ from kyc.graph.build import (
     role_names,
 )
 from kyc.graph.cluster import leiden_cpm
-from kyc.graph.dense import peel
+from kyc.graph.dense import block_density
 from kyc.reasons import Reason
 
 __all__ = [
@@ -86,18 +86,24 @@ def _kind(token: str) -> str:
 
 @dataclass(frozen=True)
 class SharedIdentifier:
-    """An identifier held by several ring members (hashed token, never the raw value)."""
+    """An identifier held by several ring members (hashed token, never the raw value).
+
+    ``roles``: the roles it was used in; ``members``: how many ring members hold it;
+    ``holders``: their applicant tokens (sorted); ``hub``: its degree exceeds the hub cap (it
+    links nobody, but it is evidence).
+    """
 
     token: str
     kind: str
     roles: tuple[str, ...]
     members: int
     hub: bool
+    holders: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
         return {"token": self.token, "kind": self.kind, "roles": list(self.roles),
-                "members": self.members, "hub": self.hub}
+                "members": self.members, "hub": self.hub, "holders": list(self.holders)}
 
 
 @dataclass(frozen=True)
@@ -410,7 +416,8 @@ def _ring_features(
         for _, b in hs:
             bits |= b
         deg = view.degree[tok]
-        shared.append(SharedIdentifier(tok, _kind(tok), role_names(bits), len(hs), deg > cap))
+        shared.append(SharedIdentifier(tok, _kind(tok), role_names(bits), len(hs), deg > cap,
+                                       tuple(view.members[i] for i, _ in hs)))
         cols.append(tok)
         col_holders.append([i for i, _ in hs])
     # FRAUDAR density of the members x shared identifiers block (rarity-weighted columns)
@@ -424,12 +431,12 @@ def _ring_features(
             er.append(pos[i])
             ec.append(c)
             ew.append(w)
-    density = peel(er, ec, ew, size, len(cols))[2] if er else 0.0
+    density = block_density(er, ec, ew, size, len(cols)) if er else 0.0
     n_links = sum(1 for i, j in linked if i in in_ring and j in in_ring)
     link_density = n_links / (size * (size - 1) / 2)
 
     def top(kind: str) -> tuple[int, str | None]:
-        best = (0, None)
+        best: tuple[int, str | None] = (0, None)
         for s in shared:
             if s.kind == kind and s.members > best[0]:
                 best = (s.members, s.token)
@@ -543,7 +550,7 @@ class RingScorer:
             items.extend((w if it is best else 0.0, s, r)
                          for it in strong_items for (w, s, r) in (it,))
         s_short = _clip((f.burst - 2) / (sc.burst_full - 2))
-        s_long = 0.5 * _clip((f.burst_long - 2) / (sc.burst_full - 2))
+        s_long = sc.burst_long_factor * _clip((f.burst_long - 2) / (sc.burst_full - 2))
         if s_short > 0 or s_long > 0:
             if s_short >= s_long:
                 n, win, s = f.burst, cfg.burst_window_s, s_short

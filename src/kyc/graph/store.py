@@ -264,7 +264,6 @@ CREATE TABLE IF NOT EXISTS links (
 CREATE INDEX IF NOT EXISTS links_token ON links(token);
 """
 
-_APP_COLS = "seq, application_id, applicant, lender_id, lender_type, ts, thin_file"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -319,6 +318,11 @@ class SQLiteStore:
             if not self._memory and str(mode).lower() != "wal":
                 raise StoreError(f"store {self.path}: cannot switch to WAL mode (got {mode})")
             conn.execute(f"PRAGMA synchronous = {sync}")
+            # a 64 MiB page cache keeps the token index's inner pages resident; checkpoints
+            # every 32 MiB of WAL coalesce the many random index pages each batch dirties
+            conn.execute("PRAGMA cache_size = -65536")
+            conn.execute("PRAGMA wal_autocheckpoint = 8192")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
             self._init_schema()
         except sqlite3.DatabaseError as exc:
             self._abandon()
@@ -431,13 +435,6 @@ class SQLiteStore:
         _check_apps(apps)
         if not apps:
             return 0
-        rows = [
-            (
-                a.application_id, a.applicant, a.lender_id, a.lender_type, int(a.ts),
-                None if a.thin_file is None else int(a.thin_file),
-            )
-            for a in apps
-        ]
         with self._lock:
             conn = self._db()
             try:
@@ -450,25 +447,47 @@ class SQLiteStore:
                     ) from None
                 raise StoreError(f"store {self.path}: cannot start a write: {exc}") from None
             try:
-                new = 0
-                cur = conn.cursor()
-                for a, row in zip(apps, rows, strict=True):
-                    cur.execute(
-                        "INSERT OR IGNORE INTO applications(application_id, applicant, "
-                        "lender_id, lender_type, ts, thin_file) VALUES (?, ?, ?, ?, ?, ?)",
-                        row,
+                # first copy of each id in the batch, minus the ids already stored
+                fresh: dict[str, HashedApplication] = {}
+                for a in apps:
+                    fresh.setdefault(a.application_id, a)
+                ids = list(fresh)
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for (known,) in conn.execute(
+                        f"SELECT application_id FROM applications WHERE application_id IN "
+                        f"({marks})",
+                        chunk,
+                    ):
+                        del fresh[known]
+                if fresh:
+                    # the write lock is held: sequence numbers can be assigned here, which
+                    # lets both tables be filled with executemany
+                    base = conn.execute(
+                        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
+                        "WHERE name = 'applications'), 0), "
+                        "coalesce((SELECT max(seq) FROM applications), 0))"
+                    ).fetchone()[0]
+                    app_rows: list[tuple[object, ...]] = []
+                    link_rows: list[tuple[int, str, str]] = []
+                    for seq, a in enumerate(fresh.values(), start=int(base) + 1):
+                        app_rows.append((
+                            seq, a.application_id, a.applicant, a.lender_id, a.lender_type,
+                            int(a.ts), None if a.thin_file is None else int(a.thin_file),
+                        ))
+                        link_rows.extend((seq, r, t) for r, t in a.links)
+                    conn.executemany(
+                        "INSERT INTO applications(seq, application_id, applicant, lender_id, "
+                        "lender_type, ts, thin_file) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        app_rows,
                     )
-                    if cur.rowcount != 1:
-                        continue
-                    seq = cur.lastrowid
-                    new += 1
-                    if a.links:
-                        cur.executemany(
-                            "INSERT OR IGNORE INTO links(app_seq, role, token) VALUES (?, ?, ?)",
-                            [(seq, r, t) for r, t in a.links],
-                        )
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO links(app_seq, role, token) VALUES (?, ?, ?)",
+                        link_rows,
+                    )
                 conn.execute("COMMIT")
-                return new
+                return len(fresh)
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -511,75 +530,72 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self.path}: read failed: {exc}") from None
 
-    def _materialise(self, rows: list[Any]) -> list[HashedApplication]:
-        if not rows:
-            return []
-        links: dict[int, list[tuple[str, str]]] = {}
-        seqs = [r[0] for r in rows]
-        for start in range(0, len(seqs), 500):
-            chunk = seqs[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for seq, role, token in self._query(
-                f"SELECT app_seq, role, token FROM links WHERE app_seq IN ({marks}) "
-                "ORDER BY app_seq, role, token",
-                chunk,
-            ):
-                links.setdefault(seq, []).append((role, token))
-        return [
-            HashedApplication(
-                application_id=r[1], applicant=r[2], lender_id=r[3], lender_type=r[4],
-                ts=int(r[5]), links=tuple(links.get(r[0], ())),
-                thin_file=None if r[6] is None else bool(r[6]),
-            )
-            for r in rows
-        ]
+    def _fetch(self, where: str, params: Sequence[Any] = ()) -> list[HashedApplication]:
+        """Applications matching ``where`` (on alias ``a``) with their links, in seq order."""
+        return [app for _, app in self._fetch_seq(where, params)]
+
+    def _fetch_seq(
+        self, where: str, params: Sequence[Any] = ()
+    ) -> list[tuple[int, HashedApplication]]:
+        rows = self._query(
+            "SELECT a.seq, a.application_id, a.applicant, a.lender_id, a.lender_type, a.ts, "
+            "a.thin_file, l.role, l.token FROM applications a "
+            "LEFT JOIN links l ON l.app_seq = a.seq "
+            f"WHERE {where} ORDER BY a.seq, l.role, l.token",
+            params,
+        )
+        out: list[tuple[int, HashedApplication]] = []
+        i = 0
+        n = len(rows)
+        while i < n:
+            r = rows[i]
+            seq = r[0]
+            links: list[tuple[str, str]] = []
+            while i < n and rows[i][0] == seq:
+                if rows[i][7] is not None:
+                    links.append((rows[i][7], rows[i][8]))
+                i += 1
+            out.append((
+                seq,
+                HashedApplication(
+                    application_id=r[1], applicant=r[2], lender_id=r[3], lender_type=r[4],
+                    ts=int(r[5]), links=tuple(links),
+                    thin_file=None if r[6] is None else bool(r[6]),
+                ),
+            ))
+        return out
 
     def applications(self, *, chunk: int = 2000) -> Iterator[HashedApplication]:
-        """Every stored application in insertion order, read ``chunk`` rows at a time.
+        """Every stored application in insertion order, read ``chunk`` at a time.
 
         Applications added while iterating may or may not be seen.
         """
         last = 0
         while True:
-            rows = self._query(
-                f"SELECT {_APP_COLS} FROM applications WHERE seq > ? ORDER BY seq LIMIT ?",
+            batch = self._fetch_seq(
+                "a.seq IN (SELECT seq FROM applications WHERE seq > ? ORDER BY seq LIMIT ?)",
                 (last, chunk),
             )
-            if not rows:
+            if not batch:
                 return
-            last = rows[-1][0]
-            yield from self._materialise(rows)
+            last = batch[-1][0]
+            for _, app in batch:
+                yield app
 
     def get(self, application_id: str) -> HashedApplication | None:
         """The application with this id, or None."""
-        out = self._materialise(
-            self._query(
-                f"SELECT {_APP_COLS} FROM applications WHERE application_id = ?",
-                (application_id,),
-            )
-        )
+        out = self._fetch("a.application_id = ?", (application_id,))
         return out[0] if out else None
 
     def by_applicant(self, token: str) -> list[HashedApplication]:
         """Applications of this applicant token, in insertion order."""
-        return self._materialise(
-            self._query(
-                f"SELECT {_APP_COLS} FROM applications WHERE applicant = ? ORDER BY seq",
-                (token,),
-            )
-        )
+        return self._fetch("a.applicant = ?", (token,))
 
     def by_token(self, token: str) -> list[HashedApplication]:
         """Applications with this link token (an ``applicant:`` token: its applications)."""
         if token.startswith("applicant:"):
             return self.by_applicant(token)
-        return self._materialise(
-            self._query(
-                f"SELECT {_APP_COLS} FROM applications WHERE seq IN "
-                "(SELECT app_seq FROM links WHERE token = ?) ORDER BY seq",
-                (token,),
-            )
-        )
+        return self._fetch("a.seq IN (SELECT app_seq FROM links WHERE token = ?)", (token,))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         """The JSON value stored under ``key``, or ``default``."""
