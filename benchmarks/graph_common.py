@@ -6,6 +6,7 @@ scored by the same code from the same labels.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -114,8 +115,12 @@ def python() -> str:
 BENCH_SECRET = b"kyc-graph-benchmark-secret-0001"
 
 
-def synth_store(n: int, seed: int, store_dir: Path, *, log: Any = print) -> dict[str, Any]:
-    """Generate ``synth.generate(n, seed=seed)`` and hash it into a SQLite store (reused).
+def synth_store(n: int, seed: int, store_dir: Path, *, log: Any = print,
+                gen_kwargs: dict[str, Any] | None = None, tag: str = "") -> dict[str, Any]:
+    """Generate ``synth.generate(n, seed=seed, **gen_kwargs)``, hash it into a SQLite store.
+
+    The store (named after ``n``, ``seed`` and ``tag``) is reused when its meta matches the
+    arguments and the generator's source.
 
     Returns ``{"dataset", "path", "generate_s", "hash_s"}``; ``hash_s`` is None when an
     earlier, complete store was reused (the store's meta records the generator arguments).
@@ -125,11 +130,16 @@ def synth_store(n: int, seed: int, store_dir: Path, *, log: Any = print) -> dict
     from kyc.graph.synth import generate
 
     store_dir.mkdir(parents=True, exist_ok=True)
-    path = store_dir / f"synth_n{n}_seed{seed}.sqlite"
+    path = store_dir / f"synth_n{n}_seed{seed}{tag}.sqlite"
     t0 = time.perf_counter()
-    ds = generate(n, seed=seed)
+    ds = generate(n, seed=seed, **(gen_kwargs or {}))
     gen_s = time.perf_counter() - t0
-    key = {"n": n, "seed": seed, "generator": "kyc.graph.synth.generate"}
+    import kyc.graph.synth as synth_mod
+
+    source = Path(synth_mod.__file__).read_bytes()
+    key = {"n": n, "seed": seed, "generator": "kyc.graph.synth.generate",
+           "synth_sha256": hashlib.sha256(source).hexdigest(),
+           "kwargs": json.loads(json.dumps(gen_kwargs or {}))}
     if path.exists():
         st = SQLiteStore(path)
         try:

@@ -63,9 +63,10 @@ def match_rings(found: list[set[str]], planted: dict[str, set[str]], thr: float 
     return good, hit
 
 
-def run_size(n: int, seed: int, store_dir: Path, config: GraphConfig) -> dict[str, Any]:
+def run_size(n: int, seed: int, store_dir: Path, config: GraphConfig,
+             gen_kwargs: dict[str, Any] | None = None, tag: str = "") -> dict[str, Any]:
     """Generate, hash, scan and score one size."""
-    info = synth_store(n, seed, store_dir)
+    info = synth_store(n, seed, store_dir, gen_kwargs=gen_kwargs, tag=tag)
     ds = info["dataset"]
     fg = FraudGraph(BENCH_SECRET, store=info["path"], config=config)
     t0 = time.perf_counter()
@@ -112,6 +113,7 @@ def run_size(n: int, seed: int, store_dir: Path, config: GraphConfig) -> dict[st
     return {
         "n_applications": n,
         "seed": seed,
+        "generator": gen_kwargs or "defaults",
         "n_applicants": len(ds.thin_file),
         "planted_rings": len(planted),
         "ring_members": len(ds.ring_of),
@@ -148,11 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--store-dir", type=Path, default=ROOT / "benchmarks/out/graph_stores")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/graph_recovery.json")
+    ap.add_argument("--stealth", action="store_true",
+                    help="harder rings: bursts of 1-10 days, device farm on 30 %% of "
+                         "applications, mule cards on 30 %% of members")
     args = ap.parse_args(argv)
     cfg = GraphConfig()
+    gen = ({"ring_burst_hours": [24.0, 240.0], "ring_device_share": 0.3, "ring_card_share": 0.3}
+           if args.stealth else None)
     results = []
     for n in [int(x) for x in args.sizes.split(",") if x]:
-        r = run_size(n, args.seed, args.store_dir, cfg)
+        r = run_size(n, args.seed, args.store_dir, cfg, gen, "_stealth" if gen else "")
         results.append(r)
         print(json.dumps(r), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

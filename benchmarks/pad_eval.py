@@ -31,6 +31,13 @@ Threshold rule (on calibration): ``t_a`` = the lowest threshold (0.01 grid) with
 for every attack type, ``t_b`` = the highest with BPCER <= 5 %; the threshold is the midpoint
 when ``t_a <= t_b`` (largest margin to both targets), else ``t_a`` (attacks first).
 
+Cue selection rule (on calibration, fixed before the held-out figures are read): a cue
+*fires* at strength >= 0.5; candidates fire on at most 1 % of calibration bona fide faces;
+greedily keep the candidate that fires on the most calibration attacks not yet caught by the
+cues already kept; stop when no candidate catches another attack. The shipped threshold is the
+threshold rule applied to the models fused with the kept cues. The script checks that
+:data:`~kyc.liveness.passive.DEFAULT_CUES` / ``DEFAULT_THRESHOLD`` match what it selects.
+
 Metrics (ISO/IEC 30107-3): APCER per attack type and its maximum, BPCER, ACER =
 (max APCER + BPCER) / 2, over presentations the system assessed; "not checked" outcomes are
 non-responses (APNRR / BPNRR), reported separately; ``BPCER+NR`` counts them as rejections.
@@ -273,6 +280,37 @@ def choose_threshold(samples: Sequence[Sample], cues: Sequence[str]) -> dict[str
     return {"t_a": t_a, "t_b": float("nan") if t_b is None else t_b, "threshold": chosen}
 
 
+def select_cues(cal: Sequence[Sample]) -> dict[str, Any]:
+    """Greedy cue selection on the calibration split (the rule in the module docstring).
+
+    A cue *fires* at strength >= 0.5. Candidates fire on at most 1 % of calibration bona
+    fide presentations. Repeatedly keep the candidate that fires on the most calibration
+    attacks not yet caught by the kept cues; stop when none catches another one.
+    """
+    checked = [s for s in cal if s.model_score is not None]
+    bona = [s for s in checked if s.bona]
+    attacks = [s for s in checked if not s.bona]
+    table = {}
+    for c in CUE_NAMES:
+        table[c] = {
+            "attack_fire": _rate([s.cues[c] >= 0.5 for s in attacks]),
+            "bona_fire": _rate([s.cues[c] >= 0.5 for s in bona]),
+        }
+    candidates = [c for c in CUE_NAMES if table[c]["bona_fire"] <= 0.01]
+    kept: list[str] = []
+    uncaught = list(attacks)
+    while candidates and uncaught:
+        gains = {c: sum(1 for s in uncaught if s.cues[c] >= 0.5) for c in candidates}
+        best = max(candidates, key=lambda c: gains[c])
+        if gains[best] == 0:
+            break
+        kept.append(best)
+        candidates.remove(best)
+        table[best]["new_catches"] = gains[best]
+        uncaught = [s for s in uncaught if s.cues[best] < 0.5]
+    return {"table": table, "kept": kept}
+
+
 def auc(bona: Sequence[float], attack: Sequence[float]) -> float:
     """P(bona fide score > attack score), ties counted half."""
     b = np.asarray(bona, dtype=np.float64)[:, None]
@@ -339,13 +377,16 @@ def det_plot(
             "o",
             label=label,
         )
-    ticks = [0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95]
+    ticks = [0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99, 0.999]
     ax.set_xticks(norm.ppf(ticks))
-    ax.set_xticklabels([f"{100 * t:g}%" for t in ticks])
+    ax.set_xticklabels([f"{100 * t:g}%" for t in ticks], fontsize=7)
     ax.set_yticks(norm.ppf(ticks))
-    ax.set_yticklabels([f"{100 * t:g}%" for t in ticks])
-    ax.set_xlabel("APCER (attacks accepted)")
-    ax.set_ylabel("BPCER (bona fide rejected)")
+    ax.set_yticklabels([f"{100 * t:g}%" for t in ticks], fontsize=7)
+    lim = (float(norm.ppf(eps / 2)), float(norm.ppf(1 - eps / 2)))
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
+    ax.set_xlabel("APCER (attacks accepted; 0 is drawn at 0.1 %)")
+    ax.set_ylabel("BPCER (bona fide rejected; 0 is drawn at 0.1 %)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
@@ -477,6 +518,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for c in CUE_NAMES:
         variants[f"models + {c}"] = (c,)
     variants["models + all cues"] = CUE_NAMES
+    selection = select_cues(cal)
+    selected = tuple(selection["kept"])
+    variants[f"selected on calibration {list(selected)}"] = selected
     variants[f"shipped cues {list(DEFAULT_CUES)}"] = DEFAULT_CUES
     results: dict[str, Any] = {}
     for name, cues in variants.items():
@@ -549,9 +593,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     m_ship = per_set["held-out (all)"]
     det_path = OUT / "pad_det.png"
+    mo = results["models only"]
     det_plot(
         curves,
-        {f"shipped t={t_ship}": (m_ship.apcer_max, m_ship.bpcer)},
+        {
+            f"shipped: models + {'+'.join(shipped)}, t={t_ship}": (m_ship.apcer_max, m_ship.bpcer),
+            f"models only, t={mo['threshold']}": (
+                mo["test"]["apcer_max"],
+                mo["test"]["bpcer"],
+            ),
+        },
         det_path,
         "Passive PAD, held-out: replay_2019 2nd half (attacks, live) + face photos (bona fide)",
     )
@@ -579,6 +630,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     lines += ["", f"Chosen: **{best}**.", ""]
     lines += [
+        "## Cue selection on the calibration split (fires = strength >= 0.5)",
+        "",
+        "| cue | fires on cal attacks | fires on cal bona fide | new attacks caught | kept |",
+        "|---|---|---|---|---|",
+    ]
+    for c, row in selection["table"].items():
+        lines.append(
+            f"| {c} | {pct(row['attack_fire'])} | {pct(row['bona_fire'])} | "
+            f"{row.get('new_catches', '-')} | {'yes' if c in selected else 'no'} |"
+        )
+    sel_t = results[f"selected on calibration {list(selected)}"]["threshold"]
+    agree = tuple(selected) == tuple(DEFAULT_CUES) and abs(sel_t - t_ship) < 1e-9
+    lines += [
+        "",
+        f"Selected: {list(selected)}, threshold {sel_t}; shipped in kyc.liveness.passive: "
+        f"{list(DEFAULT_CUES)}, threshold {t_ship} "
+        f"({'the same' if agree else 'DIFFERENT: update DEFAULT_CUES / DEFAULT_THRESHOLD'}).",
+        "",
+    ]
+    lines += [
         "## Cues: with and without (threshold re-chosen on calibration for each variant)",
         "",
         "| variant | t_a | t_b | threshold | cal APCER max | cal BPCER | held-out APCER max | "
@@ -589,7 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(
             f"| {name} | {r['t_a']:.2f} | {r['t_b']:.2f} | {r['threshold']:.3f} | "
             f"{pct(r['cal']['apcer_max'])} | {pct(r['cal']['bpcer'])} | "
-            f"{pct(r['test']['apcer_max'])} | {pct(r['test']['bpcer'])} | {pct(r['test']['acer'])} |"
+            f"{pct(r['test']['apcer_max'])} | {pct(r['test']['bpcer'])} | "
+            f"{pct(r['test']['acer'])} |"
         )
     lines += [
         "",
@@ -598,6 +670,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         HEADER,
     ]
     lines += [metrics_row(g, m) for g, m in per_set.items()]
+    lines += [
+        "",
+        "Sensitivity (information only, not used to choose anything): the shipped cues at other "
+        "thresholds.",
+        "",
+        "| threshold | silent_face right | replay held-out APCER | replay held-out BPCER | "
+        "celebrities13 BPCER | face_recognition_examples BPCER |",
+        "|---|---|---|---|---|---|",
+    ]
+    sf = groups["silent_face (cal)"]
+    for t in (0.23, 0.3, 0.35, t_ship, 0.5, 0.55, 0.61):
+        right = sum(1 for s in sf if (f := fused(s, shipped)) is not None and (f >= t) == s.bona)
+        rh = metrics(groups["replay_2019 held-out half"], shipped, t)
+        ce = metrics(groups["celebrities13 (cal)"], shipped, t)
+        fr = metrics(groups["face_recognition_examples (held-out)"], shipped, t)
+        lines.append(
+            f"| {t:g} | {right}/{len(sf)} | {pct(rh.apcer_max)} | {pct(rh.bpcer)} | "
+            f"{pct(ce.bpcer)} | {pct(fr.bpcer)} |"
+        )
     lines += ["", "silent_face samples:", ""]
     for row in silent:
         ms = ", ".join(f"{k} {v:.3f}" for k, v in row["model_scores"].items())
@@ -630,6 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dump = {
         "protocols": protocol_rows,
         "crop_protocol": best,
+        "cue_selection": selection,
         "variants": results,
         "shipped": {
             "cues": list(shipped),

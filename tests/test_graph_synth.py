@@ -58,6 +58,14 @@ def test_different_seed_gives_different_dataset() -> None:
     assert set(a.applications_columns()["device_id"]) != set(b.applications_columns()["device_id"])
 
 
+def test_different_seeds_draw_separate_identifier_universes() -> None:
+    a = generate(3_000, seed=1).applications_columns()
+    b = generate(3_000, seed=2).applications_columns()
+    for col in ("device_id", "card", "email", "ip", "address"):
+        shared = (set(a[col]) - {None}) & (set(b[col]) - {None})
+        assert not shared, f"{col} values shared across seeds: {sorted(shared)[:3]}"
+
+
 @pytest.mark.parametrize("n", [1, 7, 100, 2_345])
 def test_exact_number_of_applications(n: int) -> None:
     d = generate(n, seed=1)
@@ -228,6 +236,17 @@ def test_explicit_ring_count_and_size_range() -> None:
     assert all(6 <= len(m) <= 8 for m in d.rings.values())
 
 
+def test_stealth_knobs_spread_bursts_and_thin_out_the_device_farm() -> None:
+    d = generate(20_000, seed=7, ring_burst_hours=(48.0, 240.0), ring_device_share=0.3)
+    spans = [p.burst_hours for p in d.ring_plans.values()]
+    assert min(spans) >= 48.0 and max(spans) <= 240.0
+    cols = d.applications_columns()
+    farm = {dv for p in d.ring_plans.values() for dv in p.devices}
+    ring_devs = [dv for dv, who in zip(cols["device_id"], cols["applicant_id"], strict=True)
+                 if who in d.ring_of]
+    assert sum(dv in farm for dv in ring_devs) < 0.5 * len(ring_devs)
+
+
 def test_to_dict_is_plain_json(ds: SynthDataset) -> None:
     import json
 
@@ -243,6 +262,8 @@ def test_to_dict_is_plain_json(ds: SynthDataset) -> None:
         ({"n_applications": 100, "fraud_rate": 1.5}, "fraud_rate"),
         ({"n_applications": 40, "n_rings": 10, "ring_size": (20, 20)}, "rings"),
         ({"n_applications": 100, "phone_style": "dots"}, "phone_style"),
+        ({"n_applications": 100, "ring_burst_hours": (5.0, 1.0)}, "ring_burst_hours"),
+        ({"n_applications": 100, "ring_device_share": 2.0}, "ring_device_share"),
     ],
 )
 def test_bad_arguments_raise_config_error(kwargs: dict[str, object], needle: str) -> None:

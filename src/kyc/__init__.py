@@ -34,6 +34,9 @@ _LAZY: dict[str, str] = {
     "FaceIndex": "kyc.face.index",
     "calibrate": "kyc.calibrate",
     "Reason": "kyc.reasons",
+    "check_liveness": "kyc.liveness.passive",
+    "LivenessResult": "kyc.liveness.passive",
+    "PassiveLiveness": "kyc.liveness.passive",
     "Application": "kyc.graph.records",
     "FraudGraph": "kyc.graph.fraudgraph",
     "RingReport": "kyc.graph.rings",
@@ -47,7 +50,9 @@ __all__ = [
     "FraudGraph",
     "ImageLimits",
     "KycError",
+    "LivenessResult",
     "MatchResult",
+    "PassiveLiveness",
     "QualityLimits",
     "QualityReport",
     "Reason",
@@ -55,6 +60,7 @@ __all__ = [
     "ThresholdProfile",
     "__version__",
     "calibrate",
+    "check_liveness",
     "load_image",
 ]
 
@@ -68,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from kyc.graph.records import Application
     from kyc.graph.rings import RingReport
     from kyc.image import ImageLimits, load_image
+    from kyc.liveness.passive import LivenessResult, PassiveLiveness, check_liveness
     from kyc.reasons import Reason
 
 

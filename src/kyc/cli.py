@@ -19,7 +19,13 @@ __all__ = ["main"]
 
 # Modules that add sub-commands; each defines ``register(subparsers) -> None`` and sets
 # ``func`` (``Callable[[argparse.Namespace], int]``) on every parser it adds.
-_COMMAND_MODULES = ("kyc._cli.models", "kyc._cli.face", "kyc._cli.calibrate", "kyc._cli.graph")
+_COMMAND_MODULES = (
+    "kyc._cli.models",
+    "kyc._cli.face",
+    "kyc._cli.calibrate",
+    "kyc._cli.liveness",
+    "kyc._cli.graph",
+)
 
 EXIT_OK = 0
 EXIT_NEGATIVE = 1
@@ -29,7 +35,8 @@ EXIT_RESOURCE = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(prog="kyc", description=__doc__.splitlines()[0] if __doc__ else "")
+    summary = __doc__.splitlines()[0] if __doc__ else ""
+    parser = argparse.ArgumentParser(prog="kyc", description=summary)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:

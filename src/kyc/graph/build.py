@@ -286,19 +286,16 @@ class GraphConfig:
         return round(self.link_threshold * EVIDENCE_UNITS)
 
     def rarity_units(self, degree: int) -> int:
-        """``1 / log(degree + rarity_offset)`` in ``RARITY_UNITS`` (exact, cached per degree).
-
-        Hubs (degree above the cap) use their degree rounded down to a power of two (but at
-        least ``cap + 1``), so a growing hub changes weight only when it doubles.
-        """
-        return _rarity(self.effective_degree(degree), float(self.rarity_offset))
+        """``1 / log(degree + rarity_offset)`` in ``RARITY_UNITS`` (exact, cached per degree)."""
+        return _rarity(int(degree), float(self.rarity_offset))
 
     def effective_degree(self, degree: int) -> int:
-        """Degree used for weights: exact up to the cap, power-of-two buckets above it."""
-        cap = self.hub_degree_cap
-        if degree <= cap:
-            return degree
-        return max(cap + 1, 1 << (degree.bit_length() - 1))
+        """Degree as ring analysis sees it: exact up to the cap, ``cap + 1`` for every hub.
+
+        Hubs link nobody and carry no weight, so nothing about a hub changes as it grows:
+        an application joining a 100 k-member NAT ip touches only its own component.
+        """
+        return min(int(degree), self.hub_degree_cap + 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (for stores and reports)."""

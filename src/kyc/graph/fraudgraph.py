@@ -153,6 +153,7 @@ class FraudGraph:
         self._store.set_meta(_META_CONFIG, self.config.to_dict())
         self._fraud: set[str] = set(self._store.get_meta(_META_FRAUD, []))
         self._loaded = False
+        self._loading = False
         self._reset_state()
 
     # -- state -------------------------------------------------------------------------------
@@ -160,7 +161,10 @@ class FraudGraph:
     def _reset_state(self) -> None:
         self._velocity = VelocityIndex()
         self._links: dict[str, dict[str, int]] = {}
+        # identifiers held by >= 2 applicants -> {applicant: role bits}; held by one -> it
         self._holders: dict[str, dict[str, int]] = {}
+        self._single: dict[str, str] = {}
+        # own-phone holders of shared phone tokens (for CONTACT_IN_FLAGGED_RING)
         self._owners: dict[str, set[str]] = {}
         self._times: dict[str, list[int]] = {}
         self._thin: dict[str, tuple[int, str, bool]] = {}
@@ -176,9 +180,14 @@ class FraudGraph:
         if self._loaded:
             return
         self._reset_state()
-        for h in self._store.applications():
-            if h.application_id not in self._velocity:
-                self._apply(h)
+        self._loading = True  # nothing is analysed yet: skip per-application invalidation
+        try:
+            for h in self._store.applications():
+                if h.application_id not in self._velocity:
+                    self._apply(h)
+        finally:
+            self._loading = False
+        self._pending = set(self._links)
         self._loaded = True
 
     def _apply(self, h: HashedApplication) -> None:
@@ -199,38 +208,53 @@ class FraudGraph:
             if old_thin is None or key[:2] > old_thin[:2]:
                 self._thin[a] = key
         self._touch(a)
+        single = self._single
+        holders = self._holders
         for role, tok in h.links:
             bit = _BIT.get(role)
             if bit is None:
                 raise ConfigError(f"application {h.application_id!r} has unknown role {role!r}")
-            hs = self._holders.setdefault(tok, {})
             old = links.get(tok)
-            if bit == _PHONE_BIT:
-                self._owners.setdefault(tok, set()).add(a)
-            if old is not None:
+            if old is not None:  # a known identifier of this applicant, maybe a new role
                 new = old | bit
                 if new == old:
                     continue
                 links[tok] = new
+                hs = holders.get(tok)
+                if hs is None:  # nobody else holds it
+                    continue
                 hs[a] = new
+                if new & _PHONE_BIT:
+                    self._owners.setdefault(tok, set()).add(a)
                 if len(hs) <= cap and ev[new] != ev[old]:
+                    # pair evidence changed; it matters only where a's links are, which is
+                    # a's component (touched above) or one it is being merged with
                     for b, bb in hs.items():
                         if b != a:
                             delta = min(ev[new], ev[bb]) - min(ev[old], ev[bb])
                             if delta:
                                 self._add_evidence(a, b, delta)
-                if len(hs) <= cap:  # pair evidence or weights of the holders changed
-                    self._touch_holders(tok)
                 continue
             links[tok] = bit
+            hs = holders.get(tok)
+            if hs is None:
+                first = single.pop(tok, None)
+                if first is None:  # first holder: nothing links through it yet
+                    single[tok] = a
+                    continue
+                first_bits = self._links[first][tok]
+                hs = holders[tok] = {first: first_bits}
+                if first_bits & _PHONE_BIT:
+                    self._owners.setdefault(tok, set()).add(first)
             hs[a] = bit
+            if bit & _PHONE_BIT:
+                self._owners.setdefault(tok, set()).add(a)
             deg = len(hs)
             if deg <= cap:
-                if deg >= 2:
-                    for b, bb in hs.items():
-                        if b != a:
-                            self._add_evidence(a, b, min(ev[bit], ev[bb]))
-                    self._touch_holders(tok)
+                for b, bb in hs.items():
+                    if b != a:
+                        self._add_evidence(a, b, min(ev[bit], ev[bb]))
+                self._touch_holders(tok, everyone=deg == 2)
             elif deg == cap + 1:
                 old_holders = [(b, bb) for b, bb in hs.items() if b != a]
                 broken = False
@@ -242,8 +266,14 @@ class FraudGraph:
                 if broken:
                     self._rebuild([b for b, _ in old_holders])
                 self._touch_holders(tok)
-            elif cfg.effective_degree(deg) != cfg.effective_degree(deg - 1):
-                self._touch_holders(tok)
+            # beyond cap + 1 a hub's growth changes nothing but the new holder's component
+
+    def _degree(self, tok: str) -> int:
+        """Distinct applicants holding ``tok`` (1 for a singleton, 0 if unknown)."""
+        hs = self._holders.get(tok)
+        if hs is not None:
+            return len(hs)
+        return 1 if tok in self._single else 0
 
     def _add_evidence(self, a: str, b: str, delta: int) -> bool:
         """Change the pair's evidence; union on a new link. Returns True if a link broke."""
@@ -261,10 +291,11 @@ class FraudGraph:
         if old < thr <= new:
             ra, rb = self._uf.find(a), self._uf.find(b)
             if ra != rb:
-                self._invalidate(ra)
-                self._invalidate(rb)
+                if not self._loading:
+                    self._invalidate(ra)
+                    self._invalidate(rb)
+                    self._pending.add(a)
                 self._uf.union(a, b)
-                self._pending.add(a)
         return new < thr <= old
 
     def _rebuild(self, seeds: Iterable[str]) -> None:
@@ -295,15 +326,37 @@ class FraudGraph:
         self._pending.update(an.members)
 
     def _touch(self, a: str) -> None:
+        if self._loading:
+            return
         self._invalidate(self._uf.find(a))
         self._pending.add(a)
 
-    def _touch_holders(self, tok: str) -> None:
-        for b in self._holders.get(tok, {}):
-            self._touch(b)
+    def _touch_holders(self, tok: str, *, everyone: bool = True) -> None:
+        """Mark for re-analysis the components of ``tok``'s holders.
+
+        ``everyone=False`` (a non-hub identifier's degree changed, which changes its rarity
+        weight) touches only components holding it at least twice: elsewhere the token
+        enters no pair, no ring block and no hub flag, so their analysis cannot change.
+        """
+        if self._loading:
+            return
+        hs = self._holders.get(tok)
+        if not hs:
+            return
+        if everyone:
+            for b in hs:
+                self._touch(b)
+            return
+        find = self._uf.find
+        roots: dict[str, list[str]] = {}
+        for b in hs:
+            roots.setdefault(find(b), []).append(b)
+        for group in roots.values():
+            if len(group) >= 2:
+                self._touch(group[0])
 
     def _view(self, members: Iterable[str]) -> ComponentView:
-        cfg = self.config
+        hub = self.config.hub_degree_cap + 1
         mem = tuple(sorted(members))
         holders = self._holders
         links = []
@@ -311,10 +364,11 @@ class FraudGraph:
         for m in mem:
             row = []
             for tok, bits in sorted(self._links[m].items()):
-                d = len(holders[tok])
-                if d >= 2:
+                hs = holders.get(tok)
+                if hs is not None:
+                    d = len(hs)
                     row.append((tok, bits))
-                    degree[tok] = cfg.effective_degree(d)
+                    degree[tok] = d if d < hub else hub  # GraphConfig.effective_degree
             links.append(tuple(row))
         thin = tuple(-1 if m not in self._thin else int(self._thin[m][2]) for m in mem)
         return ComponentView(
@@ -541,7 +595,7 @@ class FraudGraph:
             return {
                 "applications": len(self._velocity),
                 "applicants": len(self._links),
-                "shared_identifiers": sum(1 for h in self._holders.values() if len(h) >= 2),
+                "shared_identifiers": len(self._holders),
                 "hubs": sum(1 for h in self._holders.values() if len(h) > cap),
                 "ring_candidates": len(rings),
                 "flagged_rings": sum(1 for r in rings if r.flagged),
@@ -589,11 +643,11 @@ class FraudGraph:
             theirs = self._links[b]
             shared = tuple(sorted(
                 (t, t.partition(":")[0]) for t in mine
-                if t in theirs and len(self._holders[t]) <= cap
+                if t in theirs and self._degree(t) <= cap
             ))
             links.append(Link(b, shared, round(e * ev_scale, 6), e >= thr))
         links.sort(key=lambda lk: (-lk.evidence, lk.other))
-        hubs = tuple(sorted(t for t in mine if len(self._holders[t]) > cap))
+        hubs = tuple(sorted(t for t in mine if self._degree(t) > cap))
         hops = an.fraud_hops.get(a)
         items: list[tuple[float, Reason]] = []
         if a in self._fraud:

@@ -115,7 +115,7 @@ class ComponentView:
     by token), ``times`` its application timestamps (sorted), ``thin`` 1/0/-1, ``fraud``
     whether it is a confirmed fraud. ``degree``: global *effective* degree of every linked
     token (:meth:`~kyc.graph.build.GraphConfig.effective_degree`: exact up to the hub cap,
-    power-of-two buckets above it).
+    ``cap + 1`` for hubs).
     """
 
     members: tuple[str, ...]
@@ -379,13 +379,21 @@ def analyse_component(view: ComponentView, config: GraphConfig) -> ComponentAnal
         nodes=members, resolution=cfg.resolution, seed=cfg.seed, trials=cfg.leiden_trials,
     )
     index = {m: i for i, m in enumerate(members)}
+    comm_of = [0] * n
+    for c, comm in enumerate(comms):
+        for m in comm:
+            comm_of[index[m]] = c
+    inner_links = [0] * len(comms)
+    for i, j in linked:
+        if comm_of[i] == comm_of[j]:
+            inner_links[comm_of[i]] += 1
     rings: list[RingFeatures] = []
     ring_of: dict[str, int] = {}
-    for comm in comms:
+    for c, comm in enumerate(comms):
         if len(comm) < cfg.min_ring_size:
             continue
         idx = [index[m] for m in comm]
-        feats = _ring_features(view, idx, holders, linked, hops, cfg)
+        feats = _ring_features(view, idx, inner_links[c], hops, cfg)
         for m in comm:
             ring_of[m] = len(rings)
         rings.append(feats)
@@ -395,21 +403,23 @@ def analyse_component(view: ComponentView, config: GraphConfig) -> ComponentAnal
 def _ring_features(
     view: ComponentView,
     idx: list[int],
-    holders: Mapping[str, list[tuple[int, int]]],
-    linked: Sequence[tuple[int, int]],
+    n_links: int,
     hops: Mapping[int, int],
     cfg: GraphConfig,
 ) -> RingFeatures:
     members = tuple(view.members[i] for i in idx)
-    in_ring = set(idx)
     size = len(idx)
     cap = cfg.hub_degree_cap
-    # identifiers held by >= 2 ring members
+    # identifiers held by >= 2 ring members (idx is in member order, so holders are too)
+    ring_holders: dict[str, list[tuple[int, int]]] = {}
+    for i in idx:
+        for t, b in view.links[i]:
+            ring_holders.setdefault(t, []).append((i, b))
     shared: list[SharedIdentifier] = []
     cols: list[str] = []
     col_holders: list[list[int]] = []
-    for tok in sorted({t for i in idx for t, _ in view.links[i]}):
-        hs = [(i, b) for i, b in holders[tok] if i in in_ring]
+    for tok in sorted(ring_holders):
+        hs = ring_holders[tok]
         if len(hs) < 2:
             continue
         bits = 0
@@ -420,19 +430,21 @@ def _ring_features(
                                        tuple(view.members[i] for i, _ in hs)))
         cols.append(tok)
         col_holders.append([i for i, _ in hs])
-    # FRAUDAR density of the members x shared identifiers block (rarity-weighted columns)
+    # FRAUDAR density of the members x shared non-hub identifiers block, rarity-weighted
+    # columns (hubs would weigh ~0 anyway and their degree keeps changing)
     pos = {i: k for k, i in enumerate(idx)}
     er: list[int] = []
     ec: list[int] = []
     ew: list[float] = []
     for c, (tok, hs_i) in enumerate(zip(cols, col_holders, strict=True)):
+        if view.degree[tok] > cap:
+            continue
         w = cfg.rarity_units(view.degree[tok]) / RARITY_UNITS
         for i in hs_i:
             er.append(pos[i])
             ec.append(c)
             ew.append(w)
     density = block_density(er, ec, ew, size, len(cols)) if er else 0.0
-    n_links = sum(1 for i, j in linked if i in in_ring and j in in_ring)
     link_density = n_links / (size * (size - 1) / 2)
 
     def top(kind: str) -> tuple[int, str | None]:

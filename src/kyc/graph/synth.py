@@ -471,6 +471,36 @@ def _fmt_phones(nums: I64, styles: I64) -> list[str]:
     return out
 
 
+class _Formatters:
+    """Identifier formatters with a per-seed offset in each id space.
+
+    Identifier ids are derived from positions (person 5, household 12, NAT hub 0); the offset
+    makes two seeds draw disjoint-looking identifier universes, so datasets of different
+    seeds can be mixed without person 5 of one seed sharing a device with person 5 of the
+    other. Offsets keep every mapping a bijection within its space.
+    """
+
+    def __init__(self, seed: int) -> None:
+        off = np.random.default_rng([int(seed), 0x5EED]).integers(0, 1 << 40, 5)
+        self.dev, self.ip, self.addr, self.email, self.card = (int(x) for x in off)
+        self.email %= 10**9  # keeps the numbers in addresses short
+
+    def devices(self, ids: I64) -> list[str]:
+        return _fmt_devices(ids + self.dev)
+
+    def ips(self, ids: I64) -> list[str]:
+        return _fmt_ips((ids + self.ip) & 0x7FFFFFFF)
+
+    def addresses(self, ids: I64) -> list[str]:
+        return _fmt_addresses((ids + self.addr) % _ADDR_M)
+
+    def emails(self, ids: I64) -> list[str]:
+        return _fmt_emails(ids + self.email)
+
+    def cards(self, ids: I64) -> list[str]:
+        return _fmt_cards(ids + self.card)
+
+
 def _e164(num: int) -> str:
     return f"+1{num}"
 
@@ -555,6 +585,9 @@ def generate(
     ring_share: float = 0.85,
     n_rings: int | None = None,
     ring_size: tuple[int, int] = (5, 50),
+    ring_burst_hours: tuple[float, float] = (2.0, 36.0),
+    ring_device_share: float = 0.85,
+    ring_card_share: float = 0.7,
     stacker_rate: float = 0.01,
     hubs: bool = True,
     camouflage: bool = True,
@@ -573,6 +606,11 @@ def generate(
         ring_share: share of the fraudulent applicants that sit in rings (the rest are lone).
         n_rings: plant exactly this many rings instead of deriving it from ``fraud_rate``.
         ring_size: inclusive (min, max) ring size.
+        ring_burst_hours: range of a ring's burst length (all its applications fall inside);
+            widen it (e.g. ``(24, 240)``) for stealthier rings.
+        ring_device_share: chance a ring member's application uses a device of the ring's
+            device farm (else the member's own phone).
+        ring_card_share: chance a ring member uses one of the ring's mule cards.
         stacker_rate: share of applicants who stack applications at many lenders.
         hubs: plant hub identifiers (NAT/Wi-Fi IPs, call-centre contacts, kiosks, dorms);
             with ``False`` those applications use ordinary unique identifiers instead.
@@ -600,6 +638,14 @@ def generate(
         raise ConfigError(f"ring_size must satisfy 2 <= min <= max, got {ring_size!r}")
     for name, v in (("fraud_rate", fraud_rate), ("ring_share", ring_share),
                     ("stacker_rate", stacker_rate)):
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"{name} must be in [0, 1], got {v}")
+    burst_lo, burst_hi = float(ring_burst_hours[0]), float(ring_burst_hours[1])
+    if not 0.0 < burst_lo <= burst_hi <= 24.0 * (days - 2):
+        raise ConfigError(f"ring_burst_hours must satisfy 0 < min <= max <= {24 * (days - 2)}, "
+                          f"got {ring_burst_hours!r}")
+    for name, v in (("ring_device_share", ring_device_share),
+                    ("ring_card_share", ring_card_share)):
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"{name} must be in [0, 1], got {v}")
     if n_rings is not None and n_rings < 0:
@@ -792,15 +838,15 @@ def generate(
     r_card_first = np.concatenate([[0], np.cumsum(r_card_n)[:-1]]).astype(np.int64)
     r_drop_n = 1 + rng.binomial(1, 0.4, n_r)
     r_drop_first = np.concatenate([[0], np.cumsum(r_drop_n)[:-1]]).astype(np.int64)
-    r_t0 = rng.integers(0, max(1, span - 3 * 86_400), n_r)
-    r_hours = np.round(rng.uniform(2.0, 36.0, n_r), 2)
+    r_t0 = rng.integers(0, max(1, span - max(3 * 86_400, int(burst_hi * 3600) + 86_400)), n_r)
+    r_hours = np.round(rng.uniform(burst_lo, burst_hi, n_r), 2)
     n_bank = max(1, n_lenders // 3)
     r_lend_n = 2 + rng.integers(0, 3, n_r)
     r_lenders = [np.sort(rng.choice(n_lenders, int(k), replace=False)) for k in r_lend_n]
     if n_ring_members:
         r_of = ring_of_p[ring0:]
         ring_dev_member = r_dev_first[r_of] + rng.integers(0, r_dev_n[r_of])
-        ring_card_member = np.where(rng.random(r_of.size) < 0.7,
+        ring_card_member = np.where(rng.random(r_of.size) < ring_card_share,
                                     r_card_first[r_of] + rng.integers(0, r_card_n[r_of]), -1)
         card_of[ring0:] = np.where(ring_card_member >= 0, _CARD_RING + ring_card_member,
                                    card_of[ring0:])
@@ -864,7 +910,7 @@ def generate(
         kiosk = (k_of <= 1) & (u < 0.01)
         dev = np.where(kiosk, 2 * _SPACE + rng.integers(0, n_kiosk, n_app), dev)
     if n_ring_members:
-        use_ring_dev = rg_mask & (rng.random(n_app) < 0.85)
+        use_ring_dev = rg_mask & (rng.random(n_app) < ring_device_share)
         dev[use_ring_dev] = 3 * _SPACE + ring_dev_member[app_p[use_ring_dev] - ring0]
     dev = np.where((rng.random(n_app) < 0.08) & (k_of != 3), -1, dev)
 
@@ -926,11 +972,12 @@ def generate(
                 strs[i_] = s_
         return [strs[i] for i in inv.tolist()]
 
-    dev_s = by_unique(dev, _fmt_devices)
-    ip_s = by_unique(ip, _fmt_ips)
-    addr_s = by_unique(addr, _fmt_addresses)
-    card_s = by_unique(card, _fmt_cards)
-    email_s = by_unique(email, _fmt_emails)
+    fm = _Formatters(seed)
+    dev_s = by_unique(dev, fm.devices)
+    ip_s = by_unique(ip, fm.ips)
+    addr_s = by_unique(addr, fm.addresses)
+    card_s = by_unique(card, fm.cards)
+    email_s = by_unique(email, fm.emails)
 
     # phones: own, second, contacts; a style per occurrence
     cont_a = np.where(cont_present[:, None], contacts[app_p], -1)
@@ -984,10 +1031,10 @@ def generate(
     thin_map = {applicant_ids[p]: thin_p[p] for p in range(p_total)}
 
     plans: dict[str, RingPlan] = {}
-    all_devs = _fmt_devices(3 * _SPACE + np.arange(int(r_dev_n.sum()), dtype=np.int64))
-    all_cards = _fmt_cards(_CARD_RING + np.arange(int(r_card_n.sum()), dtype=np.int64))
-    all_drops = _fmt_addresses(_ADDR_DROP + np.arange(int(r_drop_n.sum()), dtype=np.int64))
-    all_proxies = _fmt_ips(_IP_PROXY + np.arange(n_r, dtype=np.int64))
+    all_devs = fm.devices(3 * _SPACE + np.arange(int(r_dev_n.sum()), dtype=np.int64))
+    all_cards = fm.cards(_CARD_RING + np.arange(int(r_card_n.sum()), dtype=np.int64))
+    all_drops = fm.addresses(_ADDR_DROP + np.arange(int(r_drop_n.sum()), dtype=np.int64))
+    all_proxies = fm.ips(_IP_PROXY + np.arange(n_r, dtype=np.int64))
     for r in range(n_r):
         members = tuple(sorted(rings[ring_ids[r]]))
         devs = all_devs[r_dev_first[r]:r_dev_first[r] + r_dev_n[r]]
@@ -1005,7 +1052,7 @@ def generate(
         )
 
     hub_list = _describe_hubs(app_p, dev, ip, addr, ph_idx, n_kiosk, n_nat, n_wifi, n_dorm,
-                              cc0, n_cc, phone_num)
+                              cc0, n_cc, phone_num, fm)
     used_bg = np.unique(contacts[(contacts >= bg0) & (contacts < ctrl0)]).size
 
     return SynthDataset(
@@ -1017,7 +1064,7 @@ def generate(
 
 def _describe_hubs(app_p: I64, dev: I64, ip: I64, addr: I64, ph_idx: I64, n_kiosk: int,
                    n_nat: int, n_wifi: int, n_dorm: int, cc0: int, n_cc: int,
-                   phone_num: I64) -> tuple[Hub, ...]:
+                   phone_num: I64, fm: _Formatters) -> tuple[Hub, ...]:
     out: list[Hub] = []
 
     def count(col: I64, rows: I64, base: int, n: int) -> tuple[I64, I64, I64]:
@@ -1038,10 +1085,10 @@ def _describe_hubs(app_p: I64, dev: I64, ip: I64, addr: I64, ph_idx: I64, n_kios
         for v, pe, ap in zip(values, people.tolist(), apps.tolist(), strict=True):
             out.append(Hub(kind=kind, label=label, value=v, n_applicants=pe, n_applications=ap))
 
-    add("ip", "carrier_nat_ip", ip, _IP_NAT, n_nat, _fmt_ips)
-    add("ip", "public_wifi_ip", ip, _IP_WIFI, n_wifi, _fmt_ips)
-    add("device", "branch_kiosk_device", dev, 2 * _SPACE, n_kiosk, _fmt_devices)
-    add("address", "dormitory_address", addr, _ADDR_DORM, n_dorm, _fmt_addresses)
+    add("ip", "carrier_nat_ip", ip, _IP_NAT, n_nat, fm.ips)
+    add("ip", "public_wifi_ip", ip, _IP_WIFI, n_wifi, fm.ips)
+    add("device", "branch_kiosk_device", dev, 2 * _SPACE, n_kiosk, fm.devices)
+    add("address", "dormitory_address", addr, _ADDR_DORM, n_dorm, fm.addresses)
     if n_cc:
         cont = ph_idx[:, 2:]
         # one row per (application, call-centre number listed); an application lists a number once

@@ -471,7 +471,6 @@ class ActiveLivenessSession:
         self.clock = clock
         self._lock = threading.Lock()
         self._fail: list[Reason] = []
-        self._info: list[Reason] = []
         red: Redemption | None = None
         if isinstance(challenge, str):
             if issuer is None:
@@ -1078,9 +1077,7 @@ class ActiveLivenessSession:
         reasons: list[Reason] = []
         if not self._face_refs or not self._face_scores:
             why = self._face_off_reason or (
-                "no near-frontal face to sample"
-                if not self._face_refs
-                else "only one face sample"
+                "no near-frontal face to sample" if not self._face_refs else "only one face sample"
             )
             summary["status"] = "not_checked"
             summary["why"] = why

@@ -74,7 +74,7 @@ class CueLimits:
     """Ramp limits of one cue: strength 0 at ``none`` (or beyond), 1 at ``full`` (or beyond).
 
     ``none`` may be larger or smaller than ``full``: the ramp runs in whichever direction the
-    two give (for ``colour_cast`` b* falling from -2 to -8 raises the strength).
+    two give (for ``colour_cast`` b* falling from -3 to -9 raises the strength).
     """
 
     none: float
@@ -95,7 +95,9 @@ class CueLimits:
 #: Default ramp limits per cue (measurement units in :func:`compute_cues`' docstrings).
 DEFAULT_LIMITS: Mapping[str, CueLimits] = MappingProxyType(
     {
-        "colour_cast": CueLimits(none=-2.0, full=-8.0),  # median b* of the central face
+        # median b* of the central face; calibration half of replay_2019: live >= -0.3,
+        # replayed <= -11.6 (benchmarks/results_pad.md); the ramp sits in that gap
+        "colour_cast": CueLimits(none=-3.0, full=-9.0),
         "black_level": CueLimits(none=60.0, full=90.0),  # 2nd-percentile luminance, 0..255
         "specular": CueLimits(none=0.03, full=0.12),  # share of clipped colourless pixels
         "moire": CueLimits(none=3.0, full=4.5),  # peak log-magnitude above radial median
