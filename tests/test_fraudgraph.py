@@ -285,3 +285,18 @@ def test_application_objects_and_mappings_are_both_accepted() -> None:
     g.add(app)
     g.add(rec(2, "B", device_id="x"))
     assert g.report("A").component_size == 2
+
+
+def test_add_hashed_equals_add_many(synth: SynthDataset, hasher: IdentifierHasher) -> None:
+    from kyc.graph.records import hash_application
+
+    apps = synth.applications[:600]
+    a = FraudGraph(hasher)
+    a.add_many(apps)
+    b = FraudGraph(hasher)
+    b.rings()  # loaded first: add_hashed then indexes as it goes
+    result = b.add_hashed(hash_application(x, hasher) for x in [*apps, apps[0]])
+    assert (result.rows, result.added, result.duplicates) == (601, 600, 1)
+    assert dumps(a.rings()) == dumps(b.rings())
+    with pytest.raises(ConfigError):
+        b.add_hashed([apps[0]])  # type: ignore[list-item]

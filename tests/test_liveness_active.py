@@ -585,6 +585,9 @@ def test_real_pad_keeps_the_live_recording_passing(
                    passive=pad_engine.check), video[0:46])  # fmt: skip
     assert res.status == "passed", res.codes
     assert res.pad["status"] == "checked" and res.pad["checked"] >= 1 and res.pad["spoof"] == 0
+    pad_models = {m["name"]: m["sha256"] for m in res.models if m["role"] == "pad"}
+    assert {"minifasnet_v2", "minifasnet_v1se"} <= set(pad_models)
+    assert all(len(h) == 64 for h in pad_models.values())
 
 
 @pytest.mark.slow
@@ -633,6 +636,37 @@ def test_pad_spoof_fails_a_session_whose_moves_passed(
                    passive=_EverySampleSpoof()), video[0:46])  # fmt: skip
     assert res.steps[0].status == "passed"
     assert res.status == "failed" and "REPLAY_SUSPECTED" in res.codes
+
+
+def test_default_pad_is_kyc_liveness_passive(
+    issuer: ChallengeIssuer, replay: ReplayTracker, video: list[np.ndarray], verifier: Any
+) -> None:
+    pytest.importorskip("kyc.liveness.passive")
+    res = run(make(issuer, ["turn_left"], replay, verifier, check_pad=True), video[0:46])
+    assert res.status == "passed"  # checked and live, or models not built: never a failure
+    pad_models = [m for m in res.models if m["role"] == "pad"]
+    if res.pad["status"] == "not_checked":
+        assert "PAD_NOT_CHECKED" in res.codes and "unavailable" in res.pad["why"]
+        assert pad_models == []
+    else:
+        assert res.pad["spoof"] == 0 and len(pad_models) >= 2
+
+
+def test_progress_reports_the_state_and_the_current_prompt(
+    issuer: ChallengeIssuer, replay: ReplayTracker, video: list[np.ndarray], verifier: Any
+) -> None:
+    s = make(issuer, ["turn_left", "turn_right"], replay, verifier)
+    blank = s.feed(np.zeros((480, 640, 3), np.uint8), 0)
+    assert blank.state == "waiting_face" and not blank.face and blank.move == "turn_left"
+    seen = []
+    for frame, ts in frames_from_sequence(video[0:67], FPS, start_ms=33):
+        p = s.feed(frame, ts)
+        seen.append((p.state, p.move))
+    assert seen[0] == ("calibrating", "turn_left")
+    assert ("in_progress", "turn_left") in seen and ("in_progress", "turn_right") in seen
+    assert seen[-1] == ("completed", None)
+    assert p.done and p.prompt is None and json.loads(json.dumps(p.to_dict()))["step"] == 2
+    assert s.finish().status == "passed"
 
 
 def test_pad_model_missing_is_not_checked_not_failed(

@@ -40,10 +40,22 @@ _LAZY: dict[str, str] = {
     "Application": "kyc.graph.records",
     "FraudGraph": "kyc.graph.fraudgraph",
     "RingReport": "kyc.graph.rings",
+    "ActiveLivenessSession": "kyc.liveness.active",
+    "ActiveLivenessResult": "kyc.liveness.active",
+    "ActiveConfig": "kyc.liveness.active",
+    "ChallengeIssuer": "kyc.liveness.challenge",
+    "Challenge": "kyc.liveness.challenge",
+    "AttemptLimiter": "kyc.liveness.challenge",
 }
 
 __all__ = [
+    "ActiveConfig",
+    "ActiveLivenessResult",
+    "ActiveLivenessSession",
     "Application",
+    "AttemptLimiter",
+    "Challenge",
+    "ChallengeIssuer",
     "FaceIndex",
     "FaceTemplate",
     "FaceVerifier",
@@ -74,6 +86,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from kyc.graph.records import Application
     from kyc.graph.rings import RingReport
     from kyc.image import ImageLimits, load_image
+    from kyc.liveness.active import ActiveConfig, ActiveLivenessResult, ActiveLivenessSession
+    from kyc.liveness.challenge import AttemptLimiter, Challenge, ChallengeIssuer
     from kyc.liveness.passive import LivenessResult, PassiveLiveness, check_liveness
     from kyc.reasons import Reason
 

@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "kyc._cli.calibrate",
     "kyc._cli.liveness",
     "kyc._cli.graph",
+    "kyc._cli.serve",
 )
 
 EXIT_OK = 0

@@ -391,49 +391,43 @@ def build_graph(apps: Iterable[HashedApplication]) -> BipartiteGraph:
     over its applications. Identifiers held by a single applicant are dropped. Raises
     :class:`~kyc.errors.ConfigError` on a link role outside :data:`ROLES`.
     """
-    app_code: dict[str, int] = {}
-    link_app: list[int] = []
-    link_tok: list[str] = []
-    link_role: list[str] = []
-    t_app: list[int] = []
-    t_val: list[int] = []
-    thin_key: dict[int, tuple[int, str, bool]] = {}
-    seen: set[str] = set()
-    for h in apps:
-        if h.application_id in seen:
-            continue
-        seen.add(h.application_id)
-        a = app_code.get(h.applicant)
-        if a is None:
-            a = app_code[h.applicant] = len(app_code)
-        t_app.append(a)
-        t_val.append(int(h.ts))
-        if h.thin_file is not None:
-            said = (int(h.ts), h.application_id, bool(h.thin_file))
-            old = thin_key.get(a)
-            if old is None or said[:2] > old[:2]:
-                thin_key[a] = said
-        if h.links:
-            link_app.extend([a] * len(h.links))
-            for role, tok in h.links:
-                link_role.append(role)
-                link_tok.append(tok)
+    items = apps if isinstance(apps, list) else list(apps)
+    ids = [h.application_id for h in items]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        kept = []
+        for h in items:
+            if h.application_id not in seen:
+                seen.add(h.application_id)
+                kept.append(h)
+        items = kept
+        ids = [h.application_id for h in items]
+    n_apps = len(items)
+    # columnar views built with C-level comprehensions and dict factorisation
+    applicant_tok = [h.applicant for h in items]
+    app_code = {t: i for i, t in enumerate(dict.fromkeys(applicant_tok))}
+    t_app_arr = np.fromiter(map(app_code.__getitem__, applicant_tok), dtype=np.int64,
+                            count=n_apps)
+    t_val_arr = np.fromiter((h.ts for h in items), dtype=np.int64, count=n_apps)
+    counts = np.fromiter((len(h.links) for h in items), dtype=np.int64, count=n_apps)
+    flat = [x for h in items for x in h.links]
+    link_role = [r for r, _ in flat]
+    link_tok = [t for _, t in flat]
+    del flat
     id_code = {t: i for i, t in enumerate(dict.fromkeys(link_tok))}
-    ei = list(map(id_code.__getitem__, link_tok))
-    try:
-        er = list(map(_ROLE_BIT.__getitem__, link_role))
-    except KeyError as exc:
-        raise ConfigError(f"unknown link role {exc.args[0]!r}; expected one of "
-                          f"{', '.join(ROLES)}") from None
-    ea = link_app
     n_app = len(app_code)
     applicants = list(app_code)
     all_ids = list(id_code)
     n_id_all = len(all_ids)
-
-    a_arr = np.asarray(ea, dtype=np.int64)
-    i_arr = np.asarray(ei, dtype=np.int64)
-    r_arr = np.asarray(er, dtype=np.int16)
+    a_arr = np.repeat(t_app_arr, counts)
+    i_arr = np.fromiter(map(id_code.__getitem__, link_tok), dtype=np.int64,
+                        count=len(link_tok))
+    try:
+        r_arr = np.fromiter(map(_ROLE_BIT.__getitem__, link_role), dtype=np.int16,
+                            count=len(link_role))
+    except KeyError as exc:
+        raise ConfigError(f"unknown link role {exc.args[0]!r}; expected one of "
+                          f"{', '.join(ROLES)}") from None
     # unique (applicant, identifier) edges, role bits OR-ed
     key = a_arr * max(n_id_all, 1) + i_arr
     order = np.argsort(key, kind="stable")
@@ -457,15 +451,21 @@ def build_graph(apps: Iterable[HashedApplication]) -> BipartiteGraph:
     kind = np.asarray([_KIND_CODE.get(t.partition(":")[0], -1) for t in identifiers],
                       dtype=np.int8)
 
-    t_app_arr = np.asarray(t_app, dtype=np.int64)
-    t_val_arr = np.asarray(t_val, dtype=np.int64)
     t_order = np.lexsort((t_val_arr, t_app_arr))
     times = t_val_arr[t_order]
     times_ptr = np.zeros(n_app + 1, dtype=np.int64)
     np.cumsum(np.bincount(t_app_arr, minlength=n_app), out=times_ptr[1:])
+    # thin-file flag: the applicant's latest (ts, application_id) application that says
     thin = np.full(n_app, -1, dtype=np.int8)
-    for a, (_, _, v) in thin_key.items():
-        thin[a] = 1 if v else 0
+    said = [k for k, h in enumerate(items) if h.thin_file is not None]
+    if said:
+        sel = np.asarray(said, dtype=np.int64)
+        values = np.asarray([bool(items[k].thin_file) for k in said], dtype=np.int8)
+        app_ids = np.asarray([ids[k] for k in said])
+        order_t = np.lexsort((app_ids, t_val_arr[sel], t_app_arr[sel]))
+        who = t_app_arr[sel][order_t]
+        last = np.r_[who[1:] != who[:-1], True]
+        thin[who[last]] = values[order_t][last]
 
     return BipartiteGraph(
         applicants=applicants,
@@ -478,7 +478,7 @@ def build_graph(apps: Iterable[HashedApplication]) -> BipartiteGraph:
         times_ptr=times_ptr,
         times=times,
         thin=thin,
-        n_applications=len(seen),
+        n_applications=n_apps,
         n_singletons=int((deg_all == 1).sum()),
         n_singleton_links=int(deg_all[deg_all == 1].sum()),
     )

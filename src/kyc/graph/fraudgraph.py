@@ -1,6 +1,5 @@
 """FraudGraph: the applicant graph as one object, incremental and persistent.
 
->>> import os
 >>> from datetime import datetime, timezone
 >>> g = FraudGraph(secret=b"0123456789abcdef-doc-secret")
 >>> t = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
@@ -18,13 +17,17 @@ the score):
 - **add** hashes the application (raw identifiers never go further), commits it to the store,
   then updates in-memory indexes in time proportional to the application's own links (at most
   ``hub_degree_cap`` pairs per link): identifier holders, pair evidence, a union-find of linked
-  applicants, and the velocity counters. Components touched by the application (its own, and
-  those whose link weights changed because an identifier's degree changed) are re-analysed:
-  Leiden CPM communities, ring features. The cost of that step is proportional to the touched
-  components' size, not to the graph's.
+  applicants, and the velocity counters. Components touched by the application are
+  re-analysed (Leiden CPM communities, ring features): its own, and those holding at least two
+  holders of a non-hub identifier whose degree (hence rarity weight) it changed. The cost of
+  that step is proportional to the touched components' size, not to the graph's. A hub's
+  growth beyond the cap touches nothing but the new holder's component (hubs carry no weight).
 - **Hubs crossing the cap** remove links, which a union-find cannot undo: when an identifier
   gains its ``cap + 1``-th holder, its pair evidence is withdrawn, and if any link broke the
   affected components are reset and re-unioned from the remaining links.
+- **Lazy state**: the in-memory indexes are built from the store on first need (``add``,
+  ``rings``, ``report``, ``velocity``); ``add_many`` into a graph not loaded yet only writes
+  the store, so bulk loads followed by :meth:`FraudGraph.scan` stay fast.
 - **scan** recomputes everything from the store in batch (vectorised pair enumeration and
   scipy components) and analyses each component with the same pure function as the
   incremental path, so both give the same rings, member sets and scores.
@@ -465,18 +468,7 @@ class FraudGraph:
 
         def flush() -> None:
             nonlocal added, dups, chunk, chunk_rows
-            with self._lock:
-                if self._loaded:
-                    fresh: dict[str, HashedApplication] = {}
-                    for h in chunk:
-                        if h.application_id not in self._velocity:
-                            fresh.setdefault(h.application_id, h)
-                    todo = list(fresh.values())
-                    n_new = self._store.add(todo)
-                    for h in todo:
-                        self._apply(h)
-                else:
-                    n_new = self._store.add(chunk)
+            n_new = self._store_chunk(chunk)
             added += n_new
             dups += len(chunk) - n_new
             if progress is not None:
@@ -500,6 +492,57 @@ class FraudGraph:
         if chunk_rows:
             flush()
         return BatchResult(rows=rows, added=added, duplicates=dups, errors=tuple(errors))
+
+    def add_hashed(
+        self,
+        apps: Iterable[HashedApplication],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> BatchResult:
+        """Add applications that are already hashed (for example copied from another store
+        hashed under the same secret), committing every 1,000. Returns a :class:`BatchResult`.
+
+        Raises :class:`~kyc.errors.ConfigError` for an item that is not a
+        :class:`~kyc.graph.records.HashedApplication`.
+        """
+        rows = added = dups = 0
+        chunk: list[HashedApplication] = []
+
+        def flush() -> None:
+            nonlocal added, dups, chunk
+            n_new = self._store_chunk(chunk)
+            added += n_new
+            dups += len(chunk) - n_new
+            if progress is not None:
+                progress(len(chunk))
+            chunk = []
+
+        for h in apps:
+            if not isinstance(h, HashedApplication):
+                raise ConfigError(f"add_hashed takes HashedApplication items, not "
+                                  f"{type(h).__name__}")
+            rows += 1
+            chunk.append(h)
+            if len(chunk) >= _CHUNK:
+                flush()
+        if chunk:
+            flush()
+        return BatchResult(rows=rows, added=added, duplicates=dups, errors=())
+
+    def _store_chunk(self, chunk: list[HashedApplication]) -> int:
+        """Commit a chunk; index the new ones if the in-memory state is loaded."""
+        with self._lock:
+            if not self._loaded:
+                return self._store.add(chunk)
+            fresh: dict[str, HashedApplication] = {}
+            for h in chunk:
+                if h.application_id not in self._velocity:
+                    fresh.setdefault(h.application_id, h)
+            todo = list(fresh.values())
+            n_new = self._store.add(todo)
+            for h in todo:
+                self._apply(h)
+            return n_new
 
     def rings(self) -> list[Ring]:
         """Every ring candidate, scored, highest score first (ties by ring id)."""

@@ -21,11 +21,32 @@ _LAZY: dict[str, str] = {
     "check_liveness": "kyc.liveness.passive",
     "LivenessResult": "kyc.liveness.passive",
     "PassiveLiveness": "kyc.liveness.passive",
+    "ActiveLivenessSession": "kyc.liveness.active",
+    "ActiveLivenessResult": "kyc.liveness.active",
+    "ActiveConfig": "kyc.liveness.active",
+    "ChallengeIssuer": "kyc.liveness.challenge",
+    "Challenge": "kyc.liveness.challenge",
+    "AttemptLimiter": "kyc.liveness.challenge",
+    "FaceLandmarkTracker": "kyc.liveness.landmarks",
 }
 
-__all__ = ["LivenessResult", "PassiveLiveness", "check_liveness"]
+__all__ = [
+    "ActiveConfig",
+    "ActiveLivenessResult",
+    "ActiveLivenessSession",
+    "AttemptLimiter",
+    "Challenge",
+    "ChallengeIssuer",
+    "FaceLandmarkTracker",
+    "LivenessResult",
+    "PassiveLiveness",
+    "check_liveness",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from kyc.liveness.active import ActiveConfig, ActiveLivenessResult, ActiveLivenessSession
+    from kyc.liveness.challenge import AttemptLimiter, Challenge, ChallengeIssuer
+    from kyc.liveness.landmarks import FaceLandmarkTracker
     from kyc.liveness.passive import LivenessResult, PassiveLiveness, check_liveness
 
 

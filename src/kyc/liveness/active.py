@@ -27,7 +27,9 @@ judges them:
 * **Same face throughout**: near-frontal faces are sampled every ``face_interval_ms`` (and
   right after the face jumps or reappears), aligned with the landmarker's 5 points and
   embedded with the :class:`~kyc.face.verify.FaceVerifier`'s embedder; a sample farther than
-  ``face_switch_threshold`` from the first is ``FACE_SWITCHED``.
+  ``face_switch_threshold`` from the closest reference (the first ``face_references``
+  samples from well-posed frames, each checked against those before it) is
+  ``FACE_SWITCHED``.
 * **Plausible frames**: runs of identical or near-identical consecutive frames
   (``FROZEN_FRAMES``), timestamps that go backwards or jump (``TIMESTAMP_JUMP``), the face
   gone for too long (``FACE_LOST``), the challenge past its expiry on the server clock
@@ -86,9 +88,14 @@ __all__ = [
     "frames_from_sequence",
 ]
 
-#: Default ``face_switch_threshold`` for the dlib embedder (Euclidean distance). Measured on
-#: the live video ``pad/video/live_person_moving.webm``: every frame within 20 degrees of
-#: frontal lies within 0.57 of the first frame; 30 photos of other people lie 0.72-0.95 away.
+#: Default ``face_switch_threshold`` for the dlib embedder (Euclidean distance), on chips
+#: aligned with the landmarker's 5 points. Measured on the live video
+#: ``pad/video/live_person_moving.webm``: sampling every frame the session would sample
+#: (within 25 degrees of frontal, eyes open), from sessions starting at every 8th frame, the
+#: largest distance to the session's references was 0.575; 30 photos of other people lay
+#: 0.72-0.95 from its first frame. Within-session distances run higher than photo-to-photo
+#: ones of the same person would suggest (motion blur, changing light), hence a threshold
+#: looser than the FMR-calibrated verification profile.
 DLIB_SWITCH_DISTANCE = 0.65
 
 SessionStatus = Literal["passed", "failed", "not_checked"]
@@ -1020,6 +1027,20 @@ class ActiveLivenessSession:
         if codes:
             sample["codes"] = list(codes)
         self._pad_samples.append(sample)
+        if sample["status"] != "not_checked":
+            self._note_pad_models(out)
+
+    def _note_pad_models(self, out: Any) -> None:
+        refs = [
+            {"role": "pad", "name": str(m.name), "sha256": str(m.sha256)}
+            for m in getattr(out, "models", ()) or ()
+            if hasattr(m, "name") and hasattr(m, "sha256")
+        ]
+        if not refs:
+            refs = [{"role": "pad", "name": _pad_name(self._pad)}]
+        for ref in refs:
+            if ref not in self._models:
+                self._models.append(ref)
 
     # -- verdict ---------------------------------------------------------------------------
 
@@ -1091,8 +1112,7 @@ class ActiveLivenessSession:
         fail = list(self._fail)
         info: list[Reason] = []
         status: SessionStatus = "failed"
-        ran = ch is not None and not (self._fail and self.frames == 0)
-        if ran and not fail:
+        if ch is not None and not fail:
             if self.frames == 0:
                 info.append(Reason("NO_FRAMES", "no frame was received", {}))
                 status = "not_checked"
@@ -1148,8 +1168,6 @@ class ActiveLivenessSession:
             if self._neutral is not None
             else None
         )
-        if self._pad is not None or self._pad_samples:
-            self._models.append({"role": "pad", "name": _pad_name(self._pad)})
         return ActiveLivenessResult(
             status=status,
             passed=status == "passed",

@@ -304,7 +304,8 @@ class ChallengeIssuer:
         clock: seconds now (default :func:`time.time`); injectable for tests.
 
     A random challenge never repeats a move back to back and holds ``read_digits`` at most
-    once. Raises :class:`~kyc.errors.ConfigError` for a short secret or invalid settings.
+    once (unless a pool of only ``read_digits`` and one other move leaves no other choice).
+    Raises :class:`~kyc.errors.ConfigError` for a short secret or invalid settings.
     """
 
     def __init__(

@@ -29,6 +29,8 @@ Checked on the real video ``pad/video/live_person_moving.webm``: in frames 23-43
 +34 degrees while the nose-tip landmark moves from 0.15 to 0.42 face-widths right of the
 face-box centre; in frames 46-66 yaw falls to -24 degrees with the nose 0.26 face-widths left
 of centre; pitch and roll agree in sign with the nose-to-eye distance and the eye-line slope.
+(Whether that recording was mirrored is not known, so it fixes the image-side convention;
+the subject-side reading above assumes an unmirrored camera.)
 
 >>> yaw, pitch, roll = pose_from_matrix(np.eye(4))
 >>> (yaw, pitch, roll) == (0.0, 0.0, 0.0)
