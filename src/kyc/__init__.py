@@ -46,6 +46,10 @@ _LAZY: dict[str, str] = {
     "ChallengeIssuer": "kyc.liveness.challenge",
     "Challenge": "kyc.liveness.challenge",
     "AttemptLimiter": "kyc.liveness.challenge",
+    "decide": "kyc.decision",
+    "Decision": "kyc.decision",
+    "Policy": "kyc.policy",
+    "load_policy": "kyc.policy",
 }
 
 __all__ = [
@@ -56,6 +60,7 @@ __all__ = [
     "AttemptLimiter",
     "Challenge",
     "ChallengeIssuer",
+    "Decision",
     "FaceIndex",
     "FaceTemplate",
     "FaceVerifier",
@@ -65,6 +70,7 @@ __all__ = [
     "LivenessResult",
     "MatchResult",
     "PassiveLiveness",
+    "Policy",
     "QualityLimits",
     "QualityReport",
     "Reason",
@@ -73,11 +79,14 @@ __all__ = [
     "__version__",
     "calibrate",
     "check_liveness",
+    "decide",
     "load_image",
+    "load_policy",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from kyc.calibrate import calibrate
+    from kyc.decision import Decision, decide
     from kyc.face.index import FaceIndex
     from kyc.face.profiles import ThresholdProfile
     from kyc.face.quality import QualityLimits, QualityReport
@@ -89,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from kyc.liveness.active import ActiveConfig, ActiveLivenessResult, ActiveLivenessSession
     from kyc.liveness.challenge import AttemptLimiter, Challenge, ChallengeIssuer
     from kyc.liveness.passive import LivenessResult, PassiveLiveness, check_liveness
+    from kyc.policy import Policy, load_policy
     from kyc.reasons import Reason
 
 

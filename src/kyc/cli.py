@@ -2,8 +2,8 @@
 
 Sub-commands are registered by small modules under :mod:`kyc._cli` so each area (models,
 faces, graph) owns its own commands. Exit codes: 0 success, 1 a negative result a script may
-act on (mismatch, spoof, rings found where ``--fail-on-rings``), 2 bad usage or bad input,
-3 a model or store problem.
+act on (mismatch, spoof, reject, rings found where ``--fail-on-rings``), 2 bad usage or bad
+input, 3 a model or store problem, 4 a decision sent to manual review (``kyc decide``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "kyc._cli.liveness",
     "kyc._cli.graph",
     "kyc._cli.serve",
+    "kyc._cli.decide",
 )
 
 EXIT_OK = 0

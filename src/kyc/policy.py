@@ -38,7 +38,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
@@ -168,14 +168,14 @@ class FacePolicy:
     placeholder profile. ``codes``: extra code rules over the match's reasons.
     """
 
-    on_match: Action = "approve"
-    on_mismatch: Action = "reject"
-    on_not_checked: Action = "review"
-    on_low_quality: Action = "review"
-    max_fmr_target: float | None = 1e-3
-    on_fmr_target_too_high: Action = "review"
-    on_provisional_profile: Action = "review"
-    codes: tuple[CodeRule, ...] = ()
+    on_match: Action
+    on_mismatch: Action
+    on_not_checked: Action
+    on_low_quality: Action
+    max_fmr_target: float | None
+    on_fmr_target_too_high: Action
+    on_provisional_profile: Action
+    codes: tuple[CodeRule, ...]
 
     def code_action(self, code: str) -> Action:
         """The strongest action of the code rules matching ``code``."""
@@ -192,12 +192,12 @@ class LivenessPolicy:
     ``codes``: extra code rules.
     """
 
-    on_live: Action = "approve"
-    on_spoof: Action = "reject"
-    on_not_checked: Action = "review"
-    max_apcer_target: float | None = 0.05
-    on_apcer_target_too_high: Action = "review"
-    codes: tuple[CodeRule, ...] = ()
+    on_live: Action
+    on_spoof: Action
+    on_not_checked: Action
+    max_apcer_target: float | None
+    on_apcer_target_too_high: Action
+    codes: tuple[CodeRule, ...]
 
     def code_action(self, code: str) -> Action:
         """The strongest action of the code rules matching ``code``."""
@@ -212,10 +212,10 @@ class ActivePolicy:
     rules (the default escalates attack failures such as ``REPLAY_SUSPECTED`` to reject).
     """
 
-    on_passed: Action = "approve"
-    on_failed: Action = "review"
-    on_not_checked: Action = "review"
-    codes: tuple[CodeRule, ...] = ()
+    on_passed: Action
+    on_failed: Action
+    on_not_checked: Action
+    codes: tuple[CodeRule, ...]
 
     def code_action(self, code: str) -> Action:
         """The strongest action of the code rules matching ``code``."""
@@ -231,9 +231,9 @@ class GraphPolicy:
     reasons (ring evidence and the applicant's own, e.g. ``CONFIRMED_FRAUD``).
     """
 
-    review_score: float | None = 0.5
-    reject_score: float | None = 0.9
-    codes: tuple[CodeRule, ...] = ()
+    review_score: float | None
+    reject_score: float | None
+    codes: tuple[CodeRule, ...]
 
     def code_action(self, code: str) -> Action:
         """The strongest action of the code rules matching ``code``."""
@@ -272,7 +272,7 @@ class VelocityLimit:
 class VelocityPolicy:
     """Limits on multi-lender counters (from the RingReport or given directly)."""
 
-    limits: tuple[VelocityLimit, ...] = ()
+    limits: tuple[VelocityLimit, ...]
 
 
 @dataclass(frozen=True)
@@ -284,9 +284,9 @@ class DuplicatePolicy:
     rate ``review_distance`` was calibrated for (reported in the evidence).
     """
 
-    review_distance: float | None = 0.380
-    reject_distance: float | None = None
-    fmr_target: float | None = 1e-3
+    review_distance: float | None
+    reject_distance: float | None
+    fmr_target: float | None
 
     def action(self, distance: float) -> Action:
         """The action a hit at ``distance`` triggers."""
@@ -301,12 +301,12 @@ class DuplicatePolicy:
 class MissingPolicy:
     """The action when a check was not run at all (its input was not given to ``decide``)."""
 
-    face: Action = "review"
-    liveness: Action = "review"
-    active: Action = "approve"
-    graph: Action = "review"
-    velocity: Action = "approve"
-    duplicates: Action = "approve"
+    face: Action
+    liveness: Action
+    active: Action
+    graph: Action
+    velocity: Action
+    duplicates: Action
 
     def action(self, check: str) -> Action:
         """The action for check ``check`` (one of :data:`CHECKS`) not run."""
@@ -319,20 +319,22 @@ class Policy:
 
     ``sha256`` is the digest of the policy file's bytes (of the canonical JSON for a policy
     built from a mapping), ``effective_sha256`` the digest of the effective rules after
-    merging over the default (what actually decided), ``source`` where it came from.
-    Build one with :func:`load_policy`.
+    merging over the default (what actually decided: the identity of the rules, also for a
+    policy derived with :func:`dataclasses.replace`), ``source`` where it came from. Build
+    one with :func:`load_policy`; the shipped default file is the one source of default
+    values (the dataclasses have none).
     """
 
     name: str
     version: str
+    face: FacePolicy
+    liveness: LivenessPolicy
+    active: ActivePolicy
+    graph: GraphPolicy
+    velocity: VelocityPolicy
+    duplicates: DuplicatePolicy
+    missing: MissingPolicy
     description: str = ""
-    face: FacePolicy = field(default_factory=FacePolicy)
-    liveness: LivenessPolicy = field(default_factory=LivenessPolicy)
-    active: ActivePolicy = field(default_factory=ActivePolicy)
-    graph: GraphPolicy = field(default_factory=GraphPolicy)
-    velocity: VelocityPolicy = field(default_factory=VelocityPolicy)
-    duplicates: DuplicatePolicy = field(default_factory=DuplicatePolicy)
-    missing: MissingPolicy = field(default_factory=MissingPolicy)
     sha256: str = ""
     source: str = ""
 

@@ -141,7 +141,9 @@ class RingScoring:
     - ``shared_strong``: the most ring members sharing one device or card. Strength
       ``(n - 1) / (strong_full - 1)``; 2 members = a couple sharing a tablet, weak.
     - ``burst``: the most distinct members applying within ``burst_window_s`` (3 h).
-      Strength ``(n - 2) / (burst_full - 2)``; the 24 h window counts with the same formula
+      Strength ``(n - 2) / (full - 2)`` with ``full = min(burst_full, max(size,
+      burst_full_min))``: a whole ring of 5 applying together is full lockstep, a household
+      of 3 signing up the same day is not. The 24 h window counts with the same formula
       times ``burst_long_factor`` (0.75).
     - ``dense``: the ring's FRAUDAR block density ranks in the top 1/5/10 % of all ring
       candidates: strength 1.0 / 0.6 / 0.3.
@@ -156,6 +158,7 @@ class RingScoring:
     strong_full: int = 5
     burst_weight: float = 0.55
     burst_full: int = 8
+    burst_full_min: int = 5
     burst_long_factor: float = 0.75
     dense_weight: float = 0.2
     thin_file_weight: float = 0.25
@@ -181,6 +184,9 @@ class RingScoring:
         if not isinstance(self.burst_full, int) or self.burst_full < 3:
             raise ConfigError(
                 f"RingScoring.burst_full must be an int >= 3, got {self.burst_full!r}")
+        if not isinstance(self.burst_full_min, int) or not 3 <= self.burst_full_min:
+            raise ConfigError(
+                f"RingScoring.burst_full_min must be an int >= 3, got {self.burst_full_min!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -404,27 +410,23 @@ def build_graph(apps: Iterable[HashedApplication]) -> BipartiteGraph:
         ids = [h.application_id for h in items]
     n_apps = len(items)
     # columnar views built with C-level comprehensions and dict factorisation
-    applicant_tok = [h.applicant for h in items]
-    app_code = {t: i for i, t in enumerate(dict.fromkeys(applicant_tok))}
-    t_app_arr = np.fromiter(map(app_code.__getitem__, applicant_tok), dtype=np.int64,
-                            count=n_apps)
-    t_val_arr = np.fromiter((h.ts for h in items), dtype=np.int64, count=n_apps)
-    counts = np.fromiter((len(h.links) for h in items), dtype=np.int64, count=n_apps)
-    flat = [x for h in items for x in h.links]
-    link_role = [r for r, _ in flat]
-    link_tok = [t for _, t in flat]
-    del flat
-    id_code = {t: i for i, t in enumerate(dict.fromkeys(link_tok))}
+    app_code: dict[str, int] = {}
+    put = app_code.setdefault
+    t_app_arr = np.array([put(h.applicant, len(app_code)) for h in items], dtype=np.int64)
+    t_val_arr = np.array([h.ts for h in items], dtype=np.int64)
+    counts = np.array([len(h.links) for h in items], dtype=np.int64)
+    link_role = [r for h in items for r, _ in h.links]
+    # one pass factorises the tokens (the cost is one dict probe per link)
+    id_code: dict[str, int] = {}
+    put = id_code.setdefault
+    i_arr = np.array([put(t, len(id_code)) for h in items for _, t in h.links], dtype=np.int64)
     n_app = len(app_code)
     applicants = list(app_code)
     all_ids = list(id_code)
     n_id_all = len(all_ids)
     a_arr = np.repeat(t_app_arr, counts)
-    i_arr = np.fromiter(map(id_code.__getitem__, link_tok), dtype=np.int64,
-                        count=len(link_tok))
     try:
-        r_arr = np.fromiter(map(_ROLE_BIT.__getitem__, link_role), dtype=np.int16,
-                            count=len(link_role))
+        r_arr = np.array(list(map(_ROLE_BIT.__getitem__, link_role)), dtype=np.int16)
     except KeyError as exc:
         raise ConfigError(f"unknown link role {exc.args[0]!r}; expected one of "
                           f"{', '.join(ROLES)}") from None

@@ -153,7 +153,8 @@ class FraudGraph:
                 "this store was written under a different HMAC secret: its tokens would never "
                 "match new ones; open it with its own secret"
             )
-        self._store.set_meta(_META_CONFIG, self.config.to_dict())
+        if self._store.get_meta(_META_CONFIG) != self.config.to_dict():
+            self._store.set_meta(_META_CONFIG, self.config.to_dict())  # for the record
         self._fraud: set[str] = set(self._store.get_meta(_META_FRAUD, []))
         self._loaded = False
         self._loading = False

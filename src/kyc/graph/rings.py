@@ -12,7 +12,8 @@ each becoming a :class:`~kyc.reasons.Reason` with its values:
 reason code                evidence                                                  strength
 =========================  ========================================================  ===========
 ``DEVICE_SHARED_BY_{n}``   n members share one device (``CARD_SHARED_BY_{n}``: card)  (n-1)/(full-1)
-``BURST_{n}_APPS_IN_3H``   n distinct members applied within 3 h (24 h: x0.75)     (n-2)/(full-2)
+``BURST_{n}_APPS_IN_3H``   n distinct members applied within 3 h (24 h: x0.75);     (n-2)/(full-2)
+                           full = min(8, max(ring size, 5))
 ``DENSE_BLOCK_TOP_{p}PCT`` FRAUDAR density of members x shared identifiers ranks in  1 / .6 / .3
                            the top 1 / 5 / 10 % of all candidates
 ``THIN_FILE_{p}PCT``       p % of members (with a known flag) are thin-file          above floor
@@ -561,8 +562,9 @@ class RingScorer:
             best = max(strong_items, key=lambda it: it[1])
             items.extend((w if it is best else 0.0, s, r)
                          for it in strong_items for (w, s, r) in (it,))
-        s_short = _clip((f.burst - 2) / (sc.burst_full - 2))
-        s_long = sc.burst_long_factor * _clip((f.burst_long - 2) / (sc.burst_full - 2))
+        full = min(sc.burst_full, max(len(f.members), sc.burst_full_min))
+        s_short = _clip((f.burst - 2) / (full - 2))
+        s_long = sc.burst_long_factor * _clip((f.burst_long - 2) / (full - 2))
         if s_short > 0 or s_long > 0:
             if s_short >= s_long:
                 n, win, s = f.burst, cfg.burst_window_s, s_short

@@ -17,7 +17,8 @@ Endpoints (JSON in and out; the schema is served at ``/openapi.json``):
                                                        :class:`~kyc.graph.rings.RingReport`
 ``GET  /v1/applicants/{applicant_id}/report``          -> :class:`~kyc.graph.rings.RingReport`
 ``POST /v1/decision``                                  JSON result dicts, or multipart images +
-                                                       ``application`` -> a decision
+                                                       ``application`` (+ ``session``) ->
+                                                       :class:`~kyc.decision.Decision`
 =====================================================  ===========================================
 
 Protections, in the order a request meets them (a pure ASGI gate in front of FastAPI):
@@ -86,6 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kyc.liveness.active import ActiveLivenessResult, ActiveLivenessSession
     from kyc.liveness.challenge import Challenge, ChallengeIssuer
     from kyc.liveness.passive import PassiveLiveness
+    from kyc.policy import Policy
 
 __all__ = [
     "ServiceConfig",
@@ -697,8 +699,7 @@ class _Services:
         self._graph = graph
         self._owns_graph = graph is None
         self._issuer: ChallengeIssuer | None = None
-        self._policy: Any = None
-        self._policy_loaded = False
+        self._policy: Policy | None = None
         self.sessions: dict[str, _LiveSession] = {}
         self._sessions_lock = threading.Lock()
         self._compute: asyncio.Semaphore | None = None
@@ -761,15 +762,13 @@ class _Services:
                 )
             return self._issuer
 
-    def policy(self) -> Any:
-        """The decision policy (``None`` = the decision module's default)."""
+    def policy(self) -> "Policy":
+        """The decision policy: ``config.policy`` or the shipped default (loaded once)."""
         with self._lock:
-            if not self._policy_loaded:
-                if self.config.policy:
-                    from kyc.policy import load_policy
+            if self._policy is None:
+                from kyc.policy import load_policy
 
-                    self._policy = load_policy(self.config.policy)
-                self._policy_loaded = True
+                self._policy = load_policy(self.config.policy or None)
             return self._policy
 
     def semaphore(self) -> asyncio.Semaphore:
@@ -1148,10 +1147,11 @@ def create_app(
                         400, "BAD_REQUEST",
                         f"a session accepts at most {config.max_session_frames} frames",
                     )
+                # decode the whole batch first: a bad frame refuses the batch, feeds nothing
+                images = [services.decode(data, f"frame {i}") for i, data in enumerate(frames)]
                 session = _open_session(entry)
                 progress = None
-                for i, (data, ts) in enumerate(zip(frames, stamps, strict=True)):
-                    img = services.decode(data, f"frame {i}")
+                for img, ts in zip(images, stamps, strict=True):
                     progress = session.feed(img, ts)
                     entry.frames += 1
                     if progress.done:
@@ -1196,11 +1196,15 @@ def create_app(
         ctype = request.headers.get("content-type", "")
         if ctype.lower().startswith("multipart/"):
             form = await read_form(request, limit, config.max_parts)
-            result = await services.run(lambda: _decide_from_images(services, form, request))
+            owner = client(request)
+            result = await services.run(
+                lambda: _decide_from_images(services, form, request, owner)
+            )
         else:
             body = await read_json(request, limit)
             if not isinstance(body, dict):
                 raise ServiceProblem(400, "BAD_REQUEST", "the body must be a JSON object")
+            request.scope["kyc.mask"] = _raw_strings(body.get("subject"))
             result = await services.run(lambda: _decide_from_dicts(services, body))
         return respond(200, result)
 
@@ -1249,14 +1253,26 @@ def create_app(
                 "content": {
                     "application/json": {"schema": {
                         "type": "object",
-                        "properties": {"match": _RESULT, "liveness": _RESULT,
-                                       "active_liveness": _RESULT, "graph": _RESULT},
+                        "properties": {
+                            "match": _RESULT, "liveness": _RESULT, "active": _RESULT,
+                            "graph": _RESULT,
+                            "velocity": {"type": "object",
+                                         "additionalProperties": {"type": "integer"}},
+                            "duplicates": {"type": "array", "items": _RESULT},
+                            "subject": {"type": "string",
+                                        "description": "hashed applicant token"},
+                        },
                     }},
                     "multipart/form-data": {"schema": {
                         "type": "object",
-                        "properties": {"id_image": _BINARY, "selfie": _BINARY,
-                                       "application": {"type": "string",
-                                                       "description": "JSON record"}},
+                        "required": ["id_image", "selfie"],
+                        "properties": {
+                            "id_image": _BINARY, "selfie": _BINARY,
+                            "application": {"type": "string",
+                                            "description": "JSON application record"},
+                            "session": {"type": "string",
+                                        "description": "nonce of a finished active session"},
+                        },
                     }},
                 },
             }
@@ -1277,39 +1293,47 @@ def create_app(
 
 # --- decisions --------------------------------------------------------------------------------
 
+_DECISION_KEYS = ("match", "liveness", "active", "graph", "velocity", "duplicates", "subject")
+
 
 def _decide_from_dicts(services: _Services, body: Mapping[str, Any]) -> dict[str, Any]:
-    """A decision from result dicts (``match``, ``liveness``, ``active_liveness``, ``graph``)."""
+    """A decision from result dicts (any of :data:`_DECISION_KEYS`)."""
     from kyc.decision import decide
 
-    known = ("match", "liveness", "active_liveness", "graph")
-    unknown = sorted(set(body) - set(known))
+    unknown = sorted(set(body) - set(_DECISION_KEYS))
     if unknown:
         raise ServiceProblem(
-            400, "BAD_REQUEST", f"unknown keys {unknown}; expected any of {list(known)}"
+            400, "BAD_REQUEST", f"unknown keys {unknown}; expected any of {list(_DECISION_KEYS)}"
         )
-    kwargs = {k: body[k] for k in known if body.get(k) is not None}
-    policy = services.policy()
-    if policy is not None:
-        kwargs["policy"] = policy
-    result = decide(**kwargs)
-    return dict(result.to_dict())
+    kwargs = {k: body[k] for k in _DECISION_KEYS if body.get(k) is not None}
+    return dict(decide(policy=services.policy(), **kwargs).to_dict())
 
 
-def _decide_from_images(services: _Services, form: Form, request: Any) -> dict[str, Any]:
-    """Run face match, passive liveness and the graph, then decide."""
+def _decide_from_images(
+    services: _Services, form: Form, request: Any, owner: str
+) -> dict[str, Any]:
+    """Face match and passive liveness on the images, the graph on ``application``, the
+    verdict of a finished active session named by ``session`` (its nonce); then decide."""
     from kyc.decision import decide
 
     id_bytes = form.file("id_image")
     selfie_bytes = form.file("selfie")
     app_text = form.text("application")
+    nonce = form.text("session")
     assert id_bytes is not None and selfie_bytes is not None
-    selfie = services.decode(selfie_bytes, "selfie")
-    id_img = services.decode(id_bytes, "id_image")
-    match = services.verifier().verify(id_img, selfie)
-    live = services.liveness().check(selfie)
-    kwargs: dict[str, Any] = {"match": match, "liveness": live}
+    kwargs: dict[str, Any] = {}
+    if nonce is not None:
+        entry = services.session(nonce.strip(), owner)
+        with entry.lock:
+            if entry.result is None:
+                raise ServiceProblem(
+                    409, "SESSION_NOT_FINISHED",
+                    "finish the active-liveness session before using it in a decision",
+                )
+            kwargs["active"] = entry.result
+    record: Any = None
     if app_text is not None:
+        request.scope["kyc.mask"] = _raw_strings(app_text)
         try:
             record = json.loads(app_text)
         except ValueError:
@@ -1317,9 +1341,10 @@ def _decide_from_images(services: _Services, form: Form, request: Any) -> dict[s
         if not isinstance(record, dict):
             raise ServiceProblem(400, "BAD_REQUEST", "application must be a JSON object")
         request.scope["kyc.mask"] = _raw_strings(record)
+    selfie = services.decode(selfie_bytes, "selfie")
+    id_img = services.decode(id_bytes, "id_image")
+    kwargs["match"] = services.verifier().verify(id_img, selfie)
+    kwargs["liveness"] = services.liveness().check(selfie)
+    if record is not None:
         kwargs["graph"] = services.graph().add(record)
-    policy = services.policy()
-    if policy is not None:
-        kwargs["policy"] = policy
-    return dict(decide(**kwargs).to_dict())
-
+    return dict(decide(policy=services.policy(), **kwargs).to_dict())
