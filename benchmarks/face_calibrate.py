@@ -56,6 +56,7 @@ from face_common import (
     lfw_all_images,
     pair_scores,
     pct,
+    pipeline_hash,
 )
 from kyc.calibrate import all_pair_scores, calibrate, equal_error_rate, roc_auc
 
@@ -326,6 +327,7 @@ def main() -> None:
         "metric": emb.metric,
         "rule": metric_rule,
         "command": command,
+        "pipeline_hash": pipeline_hash(),
         "population": population,
         "calibration": {
             "images": len(cal_ok),

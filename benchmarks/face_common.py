@@ -330,9 +330,13 @@ def det_plot(
             textcoords="offset points",
         )
     shown = [t for t in ticks if t >= lo_fmr / 2]
-    ax.set_xticks(norm.ppf(shown), [f"{t:g}" for t in shown])
+
+    def fmt(t: float) -> str:
+        return f"1e{round(np.log10(t))}" if t < 0.01 else f"{t:g}"
+
+    ax.set_xticks(norm.ppf(shown), [fmt(t) for t in shown])
     yt = [t for t in ticks if t >= 1e-3]
-    ax.set_yticks(norm.ppf(yt), [f"{t:g}" for t in yt])
+    ax.set_yticks(norm.ppf(yt), [fmt(t) for t in yt])
     ax.set_xlim(norm.ppf(lo_fmr / 2), norm.ppf(0.5))
     ax.set_ylim(norm.ppf(1e-3), norm.ppf(0.5))
     ax.set_xlabel("false match rate (FMR)")

@@ -30,6 +30,7 @@ from face_common import (
     lfw_pairs,
     pair_scores,
     pct,
+    pipeline_hash,
     ten_fold_accuracy,
 )
 from kyc.calibrate import calibrate, equal_error_rate, roc_auc
@@ -82,6 +83,7 @@ def main() -> None:
                 "n_impostor": int(imp.size),
                 "embedding_norm": [float(norms.min()), float(norms.mean()), float(norms.max())],
                 "ms_per_image": 1e3 * emb.seconds_per_image,
+                "pipeline_hash": pipeline_hash(),
             }
             results.append(row)
             curves.append((f"{emb.embedder} ({policy})", gen, imp, higher))

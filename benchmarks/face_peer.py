@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from face_common import FACES, LFW, OUT, Pair, lfw_pairs, pct
+from face_common import FACES, LFW, OUT, Pair, embed_images, lfw_pairs, pct, ten_fold_accuracy
+from face_common import pair_scores as face_pair_scores
 
 SIDES = ("kyc", "face_recognition")
 
@@ -191,27 +192,49 @@ def run_side(side: str, lfw_folds: int, time_pairs: int, refresh: bool) -> dict[
 
 def summarise(kyc: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     """Metrics of both sides on the same pairs, and the speed ratio."""
-    from kyc.calibrate import roc_auc
+    from kyc.calibrate import equal_error_rate, roc_auc
 
     thr_kyc = kyc["info"]["threshold"]
     summary: dict[str, Any] = {"kyc": kyc["info"], "face_recognition": peer["info"], "sets": {}}
+    sets = pair_sets(10)  # the runs used the first folds: take as many pairs as they did
     for name, k in kyc["sets"].items():
         f = peer["sets"][name]
         same = np.array(k["same"])
+        root, pairs = sets[name]
+        pairs = pairs[: k["pairs"]]
+        folds = np.array([p.fold for p in pairs])
         row: dict[str, Any] = {"pairs": k["pairs"]}
-        for label, side, thr_own in (
-            ("kyc", k, thr_kyc),
-            ("face_recognition", f, peer["info"]["threshold"]),
-        ):
+        sides = [("kyc", k, thr_kyc), ("face_recognition", f, peer["info"]["threshold"])]
+        if name == "lfw":
+            # kyc with the centre-face policy on the same pairs (accuracy only, no timing)
+            images = sorted({p.a for p in pairs} | {p.b for p in pairs})
+            emb = embed_images(images, root, multi_face="centre", tag="lfw")
+            centre = face_pair_scores(emb, pairs)
+            sides.append(
+                (
+                    "kyc_centre",
+                    {
+                        "scores": [None if np.isnan(v) else float(v) for v in centre],
+                        "images_without_face": sorted(emb.errors),
+                        "verify_ms": [],
+                        "load_avg_at_timing": None,
+                    },
+                    thr_kyc,
+                )
+            )
+        for label, side, thr_own in sides:
             s = np.array([np.nan if v is None else v for v in side["scores"]], dtype=np.float64)
             have = ~np.isnan(s)
             with np.errstate(invalid="ignore"):
                 own = (s <= thr_own) & have
                 at_kyc = (s <= thr_kyc) & have
+            cv = ten_fold_accuracy(s, same, folds, False)[0] if len(set(folds)) > 1 else None
             row[label] = {
                 "pairs_without_face": int((~have).sum()),
                 "images_without_face": len(side["images_without_face"]),
                 "roc_auc": roc_auc(s[have & same], s[have & ~same]),
+                "eer": equal_error_rate(s[have & same], s[have & ~same]),
+                "cv_accuracy": cv,
                 "accuracy_own_threshold": float(np.mean(own == same)),
                 "own_threshold": thr_own,
                 "fmr_own": float(np.mean(own[~same])),
@@ -219,8 +242,10 @@ def summarise(kyc: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
                 "accuracy_at_kyc_threshold": float(np.mean(at_kyc == same)),
                 "fmr_at_kyc_threshold": float(np.mean(at_kyc[~same])),
                 "tar_at_kyc_threshold": float(np.mean(at_kyc[same])),
-                "verify_ms_median": float(np.median(side["verify_ms"])),
-                "verify_ms_mean": float(np.mean(side["verify_ms"])),
+                "verify_ms_median": float(np.median(side["verify_ms"]))
+                if side["verify_ms"]
+                else None,
+                "verify_ms_mean": float(np.mean(side["verify_ms"])) if side["verify_ms"] else None,
                 "timed_pairs": len(side["verify_ms"]),
                 "load_avg_at_timing": side["load_avg_at_timing"],
             }
@@ -241,11 +266,19 @@ def main() -> None:
     ap.add_argument("--lfw-folds", type=int, default=2, help="LFW folds to use (600 pairs each)")
     ap.add_argument("--time-pairs", type=int, default=100, help="pairs timed end to end per set")
     ap.add_argument("--refresh", action="store_true", help="re-embed instead of using the cache")
+    ap.add_argument(
+        "--summary-only", action="store_true", help="recompute the comparison from saved runs"
+    )
     args = ap.parse_args()
     common = ["--lfw-folds", str(args.lfw_folds), "--time-pairs", str(args.time_pairs)]
     if args.refresh:
         common.append("--refresh")
 
+    if args.summary_only:
+        kyc = json.loads((OUT / "face_peer_kyc.json").read_text())
+        peer = json.loads((OUT / "face_peer_face_recognition.json").read_text())
+        report(summarise(kyc, peer))
+        return
     if args.side:
         result = run_side(args.side, args.lfw_folds, args.time_pairs, args.refresh)
         OUT.mkdir(parents=True, exist_ok=True)
@@ -258,19 +291,30 @@ def main() -> None:
         subprocess.run([python, str(here), "--side", side, *common], check=True)
     kyc = json.loads((OUT / "face_peer_kyc.json").read_text())
     peer = json.loads((OUT / "face_peer_face_recognition.json").read_text())
-    summary = summarise(kyc, peer)
+    report(summarise(kyc, peer))
+
+
+def report(summary: dict[str, Any]) -> None:
+    """Save the comparison and print it."""
     (OUT / "face_peer.json").write_text(json.dumps(summary, indent=2))
     for name, row in summary["sets"].items():
-        k, f = row["kyc"], row["face_recognition"]
         print(f"{name} ({row['pairs']} pairs)")
-        for label, r in (("kyc", k), ("face_recognition", f)):
+        for label in ("kyc", "kyc_centre", "face_recognition"):
+            if label not in row:
+                continue
+            r = row[label]
+            cv = "" if r["cv_accuracy"] is None else f", fold-CV accuracy {pct(r['cv_accuracy'])}"
+            speed = (
+                f"; verify {r['verify_ms_median']:.0f} ms/pair median ({r['timed_pairs']} pairs)"
+                if r["timed_pairs"]
+                else ""
+            )
             print(
-                f"  {label:>17}: AUC {r['roc_auc']:.5f}, accuracy "
+                f"  {label:>17}: AUC {r['roc_auc']:.5f}, EER {pct(r['eer'])}{cv}; accuracy "
                 f"{pct(r['accuracy_own_threshold'])} at its threshold {r['own_threshold']:.4f} "
-                f"(FMR {pct(r['fmr_own'])}, TAR "
-                f"{pct(r['tar_own'])}), {pct(r['accuracy_at_kyc_threshold'])} at kyc's; "
-                f"no face in {r['images_without_face']} images; verify "
-                f"{r['verify_ms_median']:.0f} ms/pair median ({r['timed_pairs']} pairs)"
+                f"(FMR {pct(r['fmr_own'])}, TAR {pct(r['tar_own'])}), "
+                f"{pct(r['accuracy_at_kyc_threshold'])} at kyc's; "
+                f"no face in {r['images_without_face']} images{speed}"
             )
         print(
             f"  face_recognition / kyc time per verified pair: {row['speed_ratio_median']:.1f}x "

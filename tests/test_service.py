@@ -9,6 +9,7 @@ temporary folder. The rate-limit test runs a second, in-process uvicorn with tig
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -560,11 +561,11 @@ def test_decision_from_images_application_and_active_session(
 # --- rate limit (a second server, in process, with tight limits) ---------------------------------
 
 
-@pytest.fixture()
-def tight_server() -> Iterator[str]:
+@contextlib.contextmanager
+def _thread_server(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a background thread; yields its base URL."""
     import uvicorn
 
-    app = create_app(ServiceConfig(tokens=(TOKEN,), secret=SECRET, rate_per_s=0.2, burst=2))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            access_log=False, log_level="warning"))
@@ -577,6 +578,13 @@ def tight_server() -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture()
+def tight_server() -> Iterator[str]:
+    app = create_app(ServiceConfig(tokens=(TOKEN,), secret=SECRET, rate_per_s=0.2, burst=2))
+    with _thread_server(app) as url:
+        yield url
 
 
 def test_rate_limit_gives_429_with_retry_after(tight_server: str) -> None:
@@ -638,7 +646,51 @@ def test_missing_extra_raises_config_error_naming_the_install() -> None:
     assert "CONFIG" in out.stdout and "pip install 'kyc[service]'" in out.stdout
 
 
-# --- privacy: nothing on disk, nothing raw in the log (keep last: it reads the whole log) ------
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import kyc.service
+    import kyc.service.app
+
+    assert doctest.testmod(kyc.service).failed == 0
+    assert doctest.testmod(kyc.service.app).failed == 0
+
+
+class _BrokenGraph:
+    """A graph whose add() fails unexpectedly, with a raw value in the exception text."""
+
+    def add(self, record: Any) -> Any:
+        raise RuntimeError(f"boom while adding {record['applicant_id']}")
+
+    def close(self) -> None:
+        pass
+
+
+def test_unexpected_errors_are_500_without_details(caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(ServiceConfig(tokens=(TOKEN,), secret=SECRET),
+                     graph=_BrokenGraph())  # type: ignore[arg-type]  # fmt: skip
+    with _thread_server(app) as url, caplog.at_level("INFO", logger="kyc.service"):
+        r = httpx.post(f"{url}/v1/applications", headers=AUTH, timeout=30,
+                       json=_application(0, "SVC-SECRET-APPLICANT-1"))  # fmt: skip
+    assert r.status_code == 500 and r.json()["code"] == "INTERNAL_ERROR"
+    assert "SVC-SECRET-APPLICANT-1" not in r.text and "boom" not in r.text
+    assert "RuntimeError" in caplog.text and "SVC-SECRET-APPLICANT-1" not in caplog.text
+
+
+def test_missing_model_is_503(tmp_path: Path, examples: Path, model_dir: Path) -> None:
+    from kyc.face.detect import FaceDetector
+    from kyc.face.verify import FaceVerifier
+
+    missing = FaceVerifier(detector=FaceDetector(tmp_path / "no_such_yunet.onnx"))
+    app = create_app(ServiceConfig(tokens=(TOKEN,), secret=SECRET), verifier=missing)
+    with _thread_server(app) as url:
+        r = httpx.post(f"{url}/v1/verify", headers=AUTH, timeout=60,
+                       files={"id_image": _photo(examples / "obama.jpg"),
+                              "selfie": _photo(examples / "biden.jpg")})  # fmt: skip
+    assert r.status_code == 503 and r.json()["code"] == "MODEL_UNAVAILABLE"
+
+
+# --- privacy: nothing on disk, nothing raw in the log (keep last: it reads the server's log) ---
 
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF", b"GIF8")
 
@@ -673,47 +725,3 @@ def test_server_wrote_no_image_to_disk_and_logged_no_identifier(
     for raw in [*RAW["applicants"], RAW["device"], RAW["phone"], RAW["email"], TOKEN, TOKEN_2,
                 SECRET, "SVC-APPLICANT-BAD-1", "SVC-APPLICANT-7739", "SVC-NEVER-SEEN"]:
         assert raw not in log, raw
-
-
-def test_docstring_examples_run() -> None:
-    import doctest
-
-    import kyc.service
-    import kyc.service.app
-
-    assert doctest.testmod(kyc.service).failed == 0
-    assert doctest.testmod(kyc.service.app).failed == 0
-
-
-class _BrokenGraph:
-    """A graph whose add() fails unexpectedly, with a raw value in the exception text."""
-
-    def add(self, record: Any) -> Any:
-        raise RuntimeError(f"boom while adding {record['applicant_id']}")
-
-    def close(self) -> None:
-        pass
-
-
-def test_unexpected_errors_are_500_without_details(caplog: pytest.LogCaptureFixture) -> None:
-    import uvicorn
-
-    app = create_app(ServiceConfig(tokens=(TOKEN,), secret=SECRET),
-                     graph=_BrokenGraph())  # type: ignore[arg-type]  # fmt: skip
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           access_log=False, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, None, None)
-        with caplog.at_level("INFO", logger="kyc.service"):
-            r = httpx.post(f"{url}/v1/applications", headers=AUTH, timeout=30,
-                           json=_application(0, "SVC-SECRET-APPLICANT-1"))  # fmt: skip
-        assert r.status_code == 500 and r.json()["code"] == "INTERNAL_ERROR"
-        assert "SVC-SECRET-APPLICANT-1" not in r.text and "boom" not in r.text
-        assert "RuntimeError" in caplog.text and "SVC-SECRET-APPLICANT-1" not in caplog.text
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)

@@ -207,7 +207,7 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
 
 def _pct(p: float) -> str:
     if p >= 0.01:
-        return f"{p * 100:g}%"
+        return f"{p * 100:.3g}%"
     return f"{p * 100:.2g}%"
 
 
@@ -834,13 +834,16 @@ def _graph_section(out: Path, gb: GraphBench, figures: list[Path]
         figures.append(hist)
         figs.append(FigureRef(hist, "Ring scores of candidates that are planted rings and of "
                                     "the other candidates (shared offices, families, hubs)."))
-        top = (sorted(gb.planted, key=lambda r: -r.score) or gb.rings)[0]
+        # the picture: the highest-scored flagged ring small enough to read (<= 20 members)
+        ranked = sorted(flagged or gb.rings, key=lambda r: (-r.score, r.ring_id))
+        top = next((r for r in ranked if r.size <= 20), ranked[0])
         pic = ring_png(top, out / "ring.png", dpi=110)
         figures.append(pic)
-        figs.append(FigureRef(pic, f"The highest-scored planted ring ({top.size} members): "
-                                   "applicants (hashed) on the left, the identifiers they "
-                                   "share on the right, coloured by kind."))
-        summary["top_ring"] = {"ring_id": top.ring_id, "size": top.size,
+        figs.append(FigureRef(pic, f"A flagged ring ({top.size} members, score "
+                                   f"{top.score:.2f}; the highest-scored one of at most 20 "
+                                   "members): applicants (hashed) on the left, the identifiers "
+                                   "they share on the right, coloured by kind; dashed: hubs."))
+        summary["pictured_ring"] = {"ring_id": top.ring_id, "size": top.size,
                                "score": _r(top.score), "codes": [x.code for x in top.reasons]}
     table = [
         ("population", f"{gb.applications} synthetic applications (seed {gb.seed}), "
@@ -851,8 +854,9 @@ def _graph_section(out: Path, gb: GraphBench, figures: list[Path]
         ("flagged candidates that are planted", f"{summary['flagged_that_are_planted']} of "
                                                 f"{len(flagged)}"),
     ]
-    if "top_ring" in summary:
-        table.append(("top ring's reasons", ", ".join(summary["top_ring"]["codes"])))
+    if "pictured_ring" in summary:
+        table.append(("pictured ring's reasons",
+                      ", ".join(summary["pictured_ring"]["codes"])))
     sec = Section(
         "Fraud rings (applicant graph)",
         ("A synthetic population with planted rings (device farms, mule cards, bursts), hub "

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "bench",
         help="benchmark report with pictures (DET/ROC, histograms, a ring) as PNG + HTML",
-        description=(__doc__ or "").split("\n\n")[0],
+        description=("Write a benchmark report with pictures (DET/ROC curves, score "
+                     "histograms, a fraud ring) as PNGs and one self-contained HTML page."),
         epilog="exit codes: 0 report written, 2 bad input, 3 model problem",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report to")

@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
         help="run the HTTP service (needs the 'service' extra)",
-        description=(__doc__ or "").split("\n\n")[0],
+        description=("Run the kyc HTTP service (face match, liveness, applicant graph, "
+                     "decisions) with uvicorn. Secrets are read from environment variables."),
         epilog="exit codes: 0 clean shutdown, 2 bad settings, 3 store problem",
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")

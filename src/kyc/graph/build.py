@@ -184,7 +184,7 @@ class RingScoring:
         if not isinstance(self.burst_full, int) or self.burst_full < 3:
             raise ConfigError(
                 f"RingScoring.burst_full must be an int >= 3, got {self.burst_full!r}")
-        if not isinstance(self.burst_full_min, int) or not 3 <= self.burst_full_min:
+        if not isinstance(self.burst_full_min, int) or self.burst_full_min < 3:
             raise ConfigError(
                 f"RingScoring.burst_full_min must be an int >= 3, got {self.burst_full_min!r}")
 

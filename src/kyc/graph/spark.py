@@ -356,6 +356,9 @@ def hash_applications(
         frame, width = (_spark_frame(source) if isinstance(source, SparkDataFrame)
                         else _read_file(spark, Path(source), csv_multiline))
         frame = frame.withColumn("_mid", F.monotonically_increasing_id())
+        cores = spark.sparkContext.defaultParallelism
+        if frame.rdd.getNumPartitions() < cores:  # hashing is the Python-heavy step: use all cores
+            frame = frame.repartition(cores)
         func = functools.partial(_hash_columns, hasher, width)
         row_mode = "spark"
     else:
@@ -624,8 +627,12 @@ def linked_components(
     ids = materialise(names.withColumn("id", F.monotonically_increasing_id()))
     ia = ids.select(F.col("name").alias("a"), F.col("id").alias("src"))
     ib = ids.select(F.col("name").alias("b"), F.col("id").alias("dst"))
-    edges = materialise(linked.join(ia, "a").join(ib, "b").select("src", "dst"))
-    result = connected_components(edges, algorithm=algorithm, max_iter=max_iter)
+    edges = linked.join(ia, "a").join(ib, "b").select("src", "dst").persist(
+        StorageLevel.MEMORY_AND_DISK)
+    try:
+        result = connected_components(edges, algorithm=algorithm, max_iter=max_iter)
+    finally:
+        edges.unpersist()
     size = F.count(F.lit(1)).over(Window.partitionBy("component"))
     comps = (ids.join(result.labels, "id")
              .select(F.col("name").alias("applicant"), "component")

@@ -199,13 +199,8 @@ def _large_small_star(
           .select(F.least("src", "dst").alias("src"), F.greatest("src", "dst").alias("dst"))
           .distinct()
           .persist(level))
-    n0 = ee.count()
-    if n0 == 0:
-        ee.unpersist()
-        return edges.sparkSession.createDataFrame([], "id long, component long"), 0
-    prev: tuple[int, int, int] | None = None
     rounds = 0
-    while True:
+    while not _is_star_forest(ee):  # one job per round; it also fills the cache of `ee`
         if rounds >= max_iter:
             ee.unpersist()
             raise ConfigError(
@@ -226,36 +221,30 @@ def _large_small_star(
                  .filter(F.col("src") != F.col("dst"))
                  .union(m2.select(F.col("m").alias("src"), F.col("src").alias("dst")))
                  .distinct())
-        if rounds % checkpoint_interval == 0:
-            nxt = materialise(small)
-        else:
-            nxt = small.persist(level)
-        row = nxt.agg(F.count(F.lit(1)).alias("n"),
-                      F.sum(F.col("src").cast("decimal(38,0)")).alias("s"),
-                      F.sum(F.col("dst").cast("decimal(38,0)")).alias("d")).collect()[0]
+        nxt = materialise(small) if rounds % checkpoint_interval == 0 else small.persist(level)
         ee.unpersist()
         ee = nxt
-        stats = (int(row["n"]), int(row["s"]), int(row["d"]))
-        log.debug("components round %d: %d edges", rounds, stats[0])
-        if stats == prev and _is_star_forest(ee):
-            break
-        prev = stats
+        log.debug("components round %d done", rounds)
     labels = (ee.select(F.col("dst").alias("id"), F.col("src").alias("component"))
               .union(ee.select(F.col("src").alias("id"), F.col("src").alias("component")))
               .distinct())
-    return materialise(labels), rounds
+    out = materialise(labels)
+    ee.unpersist()
+    return out, rounds
 
 
 def _is_star_forest(ee: DataFrame) -> bool:
-    """Every leaf (dst) has one centre (src) and no centre is itself a leaf."""
+    """Whether ``ee`` (src < dst) is a forest of stars: every leaf (dst) has one centre (src)
+    and no centre is itself a leaf. Large-star/small-star leaves such a forest unchanged, and
+    it has the components of the input, so this is the exact stopping rule (one job)."""
     from pyspark.sql import functions as F
 
-    multi = ee.groupBy("dst").count().filter(F.col("count") > 1).limit(1).count()
-    if multi:
-        return False
-    centres = ee.select(F.col("src").alias("x")).distinct()
-    leaves = ee.select(F.col("dst").alias("x"))
-    return centres.join(leaves, "x").limit(1).count() == 0
+    ends = (ee.select(F.col("src").alias("x"), F.lit(0).alias("leaf"), F.lit(1).alias("centre"))
+            .union(ee.select(F.col("dst").alias("x"), F.lit(1).alias("leaf"),
+                             F.lit(0).alias("centre"))))
+    per_node = ends.groupBy("x").agg(F.sum("leaf").alias("leaf"), F.max("centre").alias("centre"))
+    bad = per_node.filter((F.col("leaf") > 1) | ((F.col("leaf") >= 1) & (F.col("centre") == 1)))
+    return bad.limit(1).count() == 0
 
 
 # --- GraphFrames --------------------------------------------------------------------------------
@@ -293,22 +282,27 @@ def _graphframes(
 
 
 def _check_labels(edges: DataFrame, labels: DataFrame, algorithm: str) -> tuple[int, int]:
-    """Raise unless every edge joins two equally labelled nodes and every node is labelled."""
+    """Raise unless every node has one label and every edge joins two equally labelled nodes."""
     from pyspark.sql import functions as F
 
     nodes = (edges.select(F.col("src").alias("id"))
              .union(edges.select(F.col("dst").alias("id"))).distinct())
-    n_nodes = nodes.count()
-    n_edges = edges.count()
+    cover = (nodes.withColumn("node", F.lit(1))
+             .join(labels.withColumn("label", F.lit(1)), "id", "full_outer")
+             .agg(F.count("node").alias("nodes"), F.count("label").alias("labels"),
+                  F.count(F.when(F.col("node").isNull() | F.col("label").isNull(), 1))
+                  .alias("unmatched"))
+             .collect()[0])
     la = labels.select(F.col("id").alias("src"), F.col("component").alias("ca"))
     lb = labels.select(F.col("id").alias("dst"), F.col("component").alias("cb"))
-    joined = edges.join(la, "src", "left").join(lb, "dst", "left")
-    bad = joined.filter(F.col("ca").isNull() | F.col("cb").isNull()
-                        | (F.col("ca") != F.col("cb"))).limit(1).count()
-    n_labels = labels.count()
-    if bad or n_labels != n_nodes:
+    row = (edges.join(la, "src", "left").join(lb, "dst", "left")
+           .agg(F.count(F.lit(1)).alias("edges"),
+                F.count(F.when(F.col("ca").isNull() | F.col("cb").isNull()
+                               | (F.col("ca") != F.col("cb")), 1)).alias("bad"))
+           .collect()[0])
+    if int(cover["unmatched"]) or int(cover["nodes"]) != int(cover["labels"]) or int(row["bad"]):
         raise ConfigError(
             f"connected components ({algorithm}) returned an inconsistent labelling "
-            f"({n_labels} labels for {n_nodes} nodes, edges across labels: {bool(bad)}); "
-            "refusing to use it")
-    return n_nodes, n_edges
+            f"({cover['labels']} labels for {cover['nodes']} nodes, {row['bad']} edges across "
+            "labels); refusing to use it")
+    return int(cover["nodes"]), int(row["edges"])
