@@ -91,6 +91,7 @@ def main() -> None:
         "same_top_k": f"{agree}/{args.queries}",
         "memory_mb": round(len(index) * args.dim * 4 / 2**20, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}",
+        "load_avg_1min": round(os.getloadavg()[0], 1),
     }
     if args.json:
         print(json.dumps(result, indent=2))

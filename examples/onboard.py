@@ -3,7 +3,7 @@
 Each applicant brings an ID photo, a selfie and an application record. For each one the
 script runs the 1:1 face match (ID vs selfie), passive liveness on the selfie, adds the
 application to an in-memory applicant graph (identifiers are HMAC-hashed first) and asks
-:func:`kyc.decision.decide` for approve / review / reject under the shipped policy for a
+:func:`kyc.decide` for approve / review / reject under the shipped policy for a
 thin-file consumer lender.
 
 The applicants (photos from ``$KYC_DATA_DIR``, default ``../shared/data``):
@@ -39,7 +39,6 @@ if not os.environ.get("KYC_MODEL_DIR") and (ROOT.parent / "shared" / "models").i
     os.environ["KYC_MODEL_DIR"] = str(ROOT.parent / "shared" / "models")
 
 import kyc  # noqa: E402
-from kyc.decision import decide  # noqa: E402
 from kyc.errors import ModelError  # noqa: E402
 
 FACES = DATA / "faces"
@@ -144,7 +143,7 @@ def main() -> int:
             match = verifier.verify(person.id_photo, person.selfie)
             live = pad.check(person.selfie)
             report = graph.add(person.record)
-            decision = decide(match=match, liveness=live, graph=report)
+            decision = kyc.decide(match=match, liveness=live, graph=report)
             outcomes[person.applicant_id] = decision.outcome
             print(f"{person.applicant_id}  {person.story}")
             print(f"  ID photo {person.id_photo.name}, selfie {person.selfie.name}")

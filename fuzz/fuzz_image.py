@@ -157,6 +157,11 @@ def make_corpus(folder: Path, data_dir: Path) -> list[Path]:
         path = folder / f"seed_{name}"
         path.write_bytes(b"\x00" + data)  # mode byte 0 = encoded bytes
         written.append(path)
+    rng = np.random.default_rng(0)
+    for k in range(8):  # mode byte 7 = an array described by the following bytes
+        path = folder / f"seed_array_{k}"
+        path.write_bytes(b"\x07" + rng.integers(0, 256, 64 + 512 * k, dtype=np.uint8).tobytes())
+        written.append(path)
     return written
 
 
@@ -225,6 +230,19 @@ def check_one(data: bytes) -> None:
         raise AssertionError(f"load_image returned a malformed array {getattr(out, 'shape', out)}")
 
 
+def _where(exc: BaseException) -> str:
+    """``file:line`` of the innermost kyc frame of a traceback (the library's own code)."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if "/kyc/" in f.filename.replace(os.sep, "/")]
+    chosen = mine or list(frames)
+    if not chosen:
+        return "?"
+    f = chosen[-1]
+    return f"{Path(f.filename).name}:{f.lineno} ({f.name})"
+
+
 class _Tally:
     """Counts outcomes by type and writes the JSON summary (counting mode)."""
 
@@ -242,7 +260,7 @@ class _Tally:
             check_one(data)
             self.outcomes["ok_or_refused"] += 1
         except Exception as exc:  # counted, not raised: the run goes on
-            key = f"{type(exc).__module__}.{type(exc).__name__}"
+            key = f"{type(exc).__module__}.{type(exc).__name__} at {_where(exc)}"
             self.failures[key] += 1
             self.examples.setdefault(key, f"{str(exc)[:200]!r} input={data[:256].hex()}")
         if self.inputs % 1000 == 0:

@@ -323,3 +323,27 @@ def test_cli_embeds_image_pairs_and_skips_bad_ones(
     assert "2 of 23 pairs skipped" in captured.err
     assert data["roc_auc"] == 1.0  # Obama vs three other people: perfectly separated
     assert "dlib_resnet_v1" in data["source"]
+
+
+def test_cli_toml_output_is_a_loadable_profiles_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kyc.face.profiles import load_profiles
+
+    gen, imp = _synthetic(400, 40_000, seed=13)
+    pairs = tmp_path / "pairs.csv"
+    _write_scores(pairs, gen, imp)
+    source = "synthetic applicants, 2024 Q1"
+    code = main(["calibrate", str(pairs), "--fmr", "1e-3", "--toml", "acme", "--source", source])
+    assert code == 0
+    toml = tmp_path / "profiles.toml"
+    toml.write_text(capsys.readouterr().out)
+    (profile,) = load_profiles(toml)
+    direct = calibrate(gen, imp, fmr_targets=(1e-3,)).at(1e-3)
+    assert profile.name == "acme-fmr1e-3" and profile.embedder == "dlib_resnet_v1"
+    assert profile.metric == "euclidean" and profile.fmr_target == 1e-3
+    assert profile.threshold == pytest.approx(direct.threshold, abs=1e-5)
+    assert profile.population == source and profile.n_impostor == 40_000
+    assert profile.is_match(direct.threshold - 0.01) and not profile.is_match(
+        direct.threshold + 0.01
+    )

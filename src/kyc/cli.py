@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "kyc._cli.liveness",
     "kyc._cli.graph",
     "kyc._cli.serve",
+    "kyc._cli.bench",
     "kyc._cli.decide",
 )
 

@@ -17,7 +17,7 @@ inlined as base64, inline CSS, no script, nothing fetched) and ``summary.json``:
   score histograms.
 * **Fraud rings**: a synthetic applicant population (:func:`kyc.graph.synth.generate`, planted
   rings, hubs and stackers) through :class:`~kyc.graph.fraudgraph.FraudGraph`; the ring-score
-  histogram of planted rings against other candidates, and a picture of the top-scored ring
+  histogram of planted rings against other candidates, and a picture of a flagged ring
   (:func:`kyc.graph.render.ring_png`; hashed tokens only).
 
 ``quick=True`` uses subsets (seconds, for tests and smoke runs); the full run takes minutes on

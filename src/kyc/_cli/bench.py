@@ -2,7 +2,7 @@
 
 Measures face match (DET, ROC, distance histograms), passive liveness against presentation
 attacks (DET, ROC, live-score histograms) and ring detection on a synthetic population (ring
-score histogram, a picture of the top ring) on the evaluation data in ``--data`` (default
+score histogram, a picture of a flagged ring) on the evaluation data in ``--data`` (default
 ``$KYC_DATA_DIR``), and writes the PNGs, ONE self-contained ``report.html`` (the PNGs inlined)
 and ``summary.json`` into ``--out``. ``--quick`` uses subsets: seconds instead of minutes.
 

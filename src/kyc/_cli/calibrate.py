@@ -211,7 +211,7 @@ def _toml(result: CalibrationResult, name: str, metric: str, embedder: str) -> s
     blocks = []
     for e in result.thresholds:
         fields: dict[str, Any] = {
-            "name": f"{name}-fmr{e.fmr_target:.0e}",
+            "name": f"{name}-fmr{e.fmr_target:.0e}".replace("e-0", "e-"),
             "embedder": embedder,
             "metric": metric,
             "threshold": round(e.threshold, 6),

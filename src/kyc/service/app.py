@@ -90,10 +90,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from kyc.policy import Policy
 
 __all__ = [
+    "Form",
+    "FormPart",
+    "RateLimiter",
     "ServiceConfig",
     "ServiceProblem",
     "create_app",
     "error_status",
+    "read_form",
+    "read_json",
 ]
 
 logger = logging.getLogger("kyc.service")
