@@ -38,7 +38,17 @@ from typing import Any
 
 import numpy as np
 
-from face_common import FACES, LFW, OUT, Pair, embed_images, lfw_pairs, pct, ten_fold_accuracy
+from face_common import (
+    FACES,
+    LFW,
+    OUT,
+    Pair,
+    embed_images,
+    lfw_pairs,
+    pct,
+    pipeline_hash,
+    ten_fold_accuracy,
+)
 from face_common import pair_scores as face_pair_scores
 
 SIDES = ("kyc", "face_recognition")
@@ -127,7 +137,9 @@ def run_side(side: str, lfw_folds: int, time_pairs: int, refresh: bool) -> dict[
         "sets": {},
     }
     for name, (root, pairs) in pair_sets(lfw_folds).items():
-        cache = OUT / f"peer_{side}_{name}.npz"
+        # kyc's cache is tied to its pipeline source; face_recognition's to nothing local
+        stamp = pipeline_hash() if side == "kyc" else "peer"
+        cache = OUT / f"peer_{side}_{name}_{stamp}.npz"
         images = sorted({p.a for p in pairs} | {p.b for p in pairs})
         emb: dict[str, np.ndarray | None] = {}
         if cache.exists() and not refresh:

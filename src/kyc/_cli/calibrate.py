@@ -44,7 +44,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "calibrate",
         help="thresholds for FMR targets from labelled pairs (with confidence intervals)",
-        description=(__doc__ or "").split("\n\n")[0],
+        description=(
+            "Thresholds for false-match-rate targets, with bootstrap confidence intervals, "
+            "from a CSV of labelled pairs (score,same or image_a,image_b,same)."
+        ),
     )
     p.add_argument("pairs", help="CSV with columns score,same or image_a,image_b,same")
     p.add_argument(

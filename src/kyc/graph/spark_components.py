@@ -99,13 +99,22 @@ def has_graphframes(spark: SparkSession) -> bool:
 def materialise(df: DataFrame, *, reliable: bool | None = None) -> DataFrame:
     """Compute ``df`` once and cut its lineage (checkpoint); return the checkpointed frame.
 
-    ``reliable``: True for a reliable checkpoint (needs ``SparkContext.setCheckpointDir``),
-    False for a local checkpoint (kept by the executors' block managers), None to use a
-    reliable one when a checkpoint dir is set.
+    ``reliable``: True for a reliable checkpoint (files in the SparkContext's checkpoint
+    dir: survives the loss of an executor), False for a local checkpoint (kept by the
+    executors' block managers), None to use a reliable one when a checkpoint dir is set.
+    A reliable checkpoint is computed into the cache first, so it is computed once.
     """
+    from pyspark import StorageLevel
+
     if reliable is None:
         reliable = _has_checkpoint_dir(df.sparkSession)
-    return df.checkpoint(eager=True) if reliable else df.localCheckpoint(eager=True)
+    if not reliable:
+        return df.localCheckpoint(eager=True)
+    cached = df.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return cached.checkpoint(eager=True)
+    finally:
+        cached.unpersist()
 
 
 def _has_checkpoint_dir(spark: SparkSession) -> bool:
