@@ -15,11 +15,12 @@ must be identical.
 * **kyc**: ``build_graph`` (integer-coded bipartite arrays) + ``candidate_pairs`` (vectorised
   pair enumeration per identifier degree) + ``linked_components`` (scipy csgraph).
 
-Each pipeline runs in a fresh child process, twice: once for wall time (no tracing), once
+Each pipeline runs in a fresh child process, twice: once for wall time (``--repeat`` runs in
+the child, the best reported, since the shared machine's load moves single runs by 2x), once
 under ``tracemalloc`` for peak allocated bytes. Peak RSS growth over the post-load RSS is
-reported too. ``FraudGraph.scan()`` (the full ring pipeline: components, Leiden communities,
-FRAUDAR density, scoring) is timed as well for context; the naive side has no equivalent of
-its community and scoring stages, so the ratio above is for the linking stage they share.
+reported too. ``FraudGraph.scan()`` (the full ring pipeline: reading the store, components,
+Leiden communities, FRAUDAR density, scoring) is timed once as well for context; the naive
+side has no equivalent of its community and scoring stages.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ def kyc_link(g: Any) -> list[list[str]]:
     return [[apps[i] for i in part] for part in np.split(order, bounds)]
 
 
-def child(mode: str, store: Path, trace: bool) -> dict[str, Any]:
-    """Load the store, run one pipeline, report time per stage, memory, partition digest."""
+def child(mode: str, store: Path, trace: bool, repeat: int = 1) -> dict[str, Any]:
+    """Load the store, run one pipeline ``repeat`` times (best run reported; once when
+    tracing), report time per stage, memory and the partition digest."""
     import networkx  # noqa: F401 - imported before the clock for both sides
     import scipy.sparse.csgraph  # noqa: F401
 
@@ -127,30 +129,42 @@ def child(mode: str, store: Path, trace: bool) -> dict[str, Any]:
     apps = list(st.applications())
     st.close()
     rss0 = _rss_mb()
-    if trace:
-        tracemalloc.start()
-    t0 = time.perf_counter()
-    if mode == "naive":
-        applicants, holders = naive_ingest(apps)
-        t1 = time.perf_counter()
-        groups = naive_link(applicants, holders)
-    elif mode == "kyc":
-        g = build_graph(apps)
-        t1 = time.perf_counter()
-        groups = kyc_link(g)
-    elif mode == "kyc-scan":
-        fg = FraudGraph(BENCH_SECRET, store=store)
-        t1 = time.perf_counter()
-        rings = fg.scan()
-        groups = [list(r.members) for r in rings]
-    else:
-        raise SystemExit(f"unknown mode {mode}")
-    t2 = time.perf_counter()
-    traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
-    if trace:
-        tracemalloc.stop()
+    runs: list[tuple[float, float]] = []
+    groups: list[list[str]] = []
+    traced = None
+    for k in range(1 if trace else repeat):
+        if trace:
+            tracemalloc.start()
+        t0 = time.perf_counter()
+        if mode == "naive":
+            applicants, holders = naive_ingest(apps)
+            t1 = time.perf_counter()
+            groups = naive_link(applicants, holders)
+            del applicants, holders
+        elif mode == "kyc":
+            g = build_graph(apps)
+            t1 = time.perf_counter()
+            groups = kyc_link(g)
+            del g
+        elif mode == "kyc-scan":
+            fg = FraudGraph(BENCH_SECRET, store=store)
+            t1 = time.perf_counter()
+            rings = fg.scan()
+            groups = [list(r.members) for r in rings]
+            fg.close()
+        else:
+            raise SystemExit(f"unknown mode {mode}")
+        t2 = time.perf_counter()
+        runs.append((t1 - t0, t2 - t1))
+        if trace:
+            traced = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+        if k + 1 < repeat:
+            groups = []
+    best = min(runs, key=lambda r: r[0] + r[1])
     digest, sizes = _partition_digest(groups)
-    return {"mode": mode, "seconds": t2 - t0, "ingest_s": t1 - t0, "link_s": t2 - t1,
+    return {"mode": mode, "seconds": best[0] + best[1], "ingest_s": best[0], "link_s": best[1],
+            "runs_s": [round(a + b, 3) for a, b in runs],
             "traced_peak_mb": traced, "rss_after_load_mb": rss0, "peak_rss_mb": peak_rss_mb(),
             "rss_growth_mb": peak_rss_mb() - rss0, "n_applications": len(apps),
             "digest": digest, "n_groups": len(sizes), "largest": sizes[:5],
@@ -168,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", choices=["naive", "kyc", "kyc-scan"])
     ap.add_argument("--store", type=Path)
     ap.add_argument("--trace", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="timed runs per child (the best is reported)")
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.store, args.trace)))
+        print(json.dumps(child(args.child, args.store, args.trace, args.repeat)))
         return 0
 
     results = []
@@ -180,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("kyc", "naive", "kyc-scan"):
             base = [python(), str(Path(__file__).resolve()), "--child", mode,
                     "--store", str(info["path"])]
-            timed = run_child(base, timeout=args.timeout)
+            reps = 1 if mode == "kyc-scan" else args.repeat
+            timed = run_child([*base, "--repeat", str(reps)], timeout=args.timeout)
             traced = run_child([*base, "--trace"], timeout=args.timeout) \
                 if mode != "kyc-scan" else {}
             row[mode] = {"timed": timed, "traced": traced}

@@ -301,11 +301,31 @@ def test_random_paths_are_invalid_image(name: str) -> None:
     _check(name)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=InvalidImage,
-    reason="BUG: kyc/image.py _array_to_bgr compares dtype == "
-    "np.uint16, so a big-endian uint16 array ('>u2') is sent down the "
-    "'other integers must be 0..255' path and refused")
-def test_big_endian_uint16_is_read_as_16_bit() -> None:
-    arr = np.full((2, 3), 65535, dtype=">u2")
-    np.testing.assert_array_equal(load_image(arr), load_image(arr.astype("<u2")))
+@pytest.mark.parametrize("dtype", [">u2", "<u2", ">f4", ">i4"])
+def test_non_native_byte_order_reads_like_native(dtype: str) -> None:
+    arr = np.full((2, 3), 65535 if "u2" in dtype else (0.5 if "f" in dtype else 200), dtype=dtype)
+    native = arr.astype(arr.dtype.newbyteorder("="))
+    np.testing.assert_array_equal(load_image(arr), load_image(native))
+
+
+def test_atheris_target_short_run(tmp_path: Path, data_dir: Path) -> None:
+    """1,000 coverage-guided inputs through fuzz/fuzz_image.py (the long run is 10^5)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("atheris")
+    script = Path(__file__).resolve().parents[1] / "fuzz" / "fuzz_image.py"
+    env = dict(os.environ, KYC_DATA_DIR=str(data_dir), KYC_FUZZ_SUMMARY=str(tmp_path / "s.json"))
+    subprocess.run([sys.executable, str(script), "--make-corpus", str(tmp_path / "corpus")],
+                   env=env, check=True, capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, str(script), "-runs=1000", "-seed=7", "-len_control=0",
+         "-max_len=65536", "-rss_limit_mb=2048", str(tmp_path / "corpus")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["inputs"] == 1000
+    assert summary["failures"] == {}, summary["examples"]

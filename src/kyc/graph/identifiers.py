@@ -400,6 +400,13 @@ class IdentifierHasher:
                 f"{field} is {len(raw)} characters long; the limit is {_MAX_RAW_CHARS}",
                 field=field,
             )
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            # a lone surrogate (e.g. from JSON "\\ud800"): not text, never echoed
+            raise InvalidRecord(
+                f"{field} is not valid Unicode text (it holds a lone surrogate)", field=field
+            ) from None
         text = _nfkc(raw).strip()
         if not text:
             raise InvalidRecord(f"{field} is empty", field=field)
@@ -467,7 +474,13 @@ class IdentifierHasher:
     def token_normalised(self, kind: IdKind | Role | str, normalised: str) -> str:
         """Token of an already normalised value (no normalisation applied)."""
         k = _as_kind(kind).value
-        mac = hmac.new(self._key, f"{k}\x00{normalised}".encode(), hashlib.sha256)
+        try:
+            data = f"{k}\x00{normalised}".encode()
+        except UnicodeEncodeError:
+            raise InvalidRecord(
+                f"{k} is not valid Unicode text (it holds a lone surrogate)", field=k
+            ) from None
+        mac = hmac.new(self._key, data, hashlib.sha256)
         return f"{k}:{mac.hexdigest()[:TOKEN_HEX]}"
 
     def token(self, kind: IdKind | Role | str, raw: str) -> str:

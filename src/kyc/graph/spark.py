@@ -60,6 +60,8 @@ import pickle
 import shutil
 import sys
 import tempfile
+import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,7 +69,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from kyc.errors import ConfigError, InvalidRecord
-from kyc.graph.build import EVIDENCE_UNITS, ROLES, GraphConfig, RingScoring
+from kyc.graph.build import ROLES, GraphConfig, RingScoring
 from kyc.graph.identifiers import IdentifierHasher, IdKind
 from kyc.graph.records import (
     Application,
@@ -92,6 +94,7 @@ __all__ = [
     "HASHED_SCHEMA",
     "HashedFrames",
     "ScanResult",
+    "SparkScan",
     "applicant_velocity",
     "candidate_pairs",
     "connected_components",
@@ -101,6 +104,7 @@ __all__ = [
     "linked_components",
     "ring_features",
     "scan_applications",
+    "spark_scan",
     "spark_session",
     "velocity_features",
 ]
@@ -121,15 +125,6 @@ _CORRUPT: Final = "_corrupt_record"
 _ROW_BITS: Final = 33  # monotonically_increasing_id: partition id << 33 | row in partition
 _ROLE_BIT: Final = {r: 1 << i for i, r in enumerate(ROLES)}
 _PHONE_BIT: Final = _ROLE_BIT["phone"]
-_LOG4J2: Final = """\
-rootLogger.level = error
-rootLogger.appenderRef.stderr.ref = console
-appender.console.type = Console
-appender.console.name = console
-appender.console.target = SYSTEM_ERR
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
-"""
 
 
 def _require_pyspark() -> None:
@@ -184,6 +179,10 @@ def spark_session(
             "spark.sql.session.timeZone": "UTC",
             "spark.python.worker.reuse": "true",
             "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
+            # the SQL status store keeps every query's plan text: bound it on the driver
+            "spark.sql.ui.retainedExecutions": "20",
+            "spark.ui.retainedJobs": "100",
+            "spark.ui.retainedStages": "100",
         }
         if master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
             settings["spark.pyspark.python"] = sys.executable
@@ -191,10 +190,7 @@ def spark_session(
         if driver_memory:
             settings["spark.driver.memory"] = str(driver_memory)
         if quiet:
-            cfg_file = Path(_temp_dir()) / "log4j2.properties"
-            cfg_file.write_text(_LOG4J2, encoding="utf-8")
-            settings["spark.driver.extraJavaOptions"] = (
-                f"-Dlog4j2.configurationFile={cfg_file.as_uri()}")
+            settings["spark.log.level"] = "ERROR"
         settings.update({str(k): str(v) for k, v in (conf or {}).items()})
         for k, v in settings.items():
             builder = builder.config(k, v)
@@ -529,7 +525,7 @@ class _Rows:
         c["err_message"].append(None)
 
     def error(self, mid: int, fld: str | None, message: str) -> None:
-        for k, v in self.cols.items():
+        for v in self.cols.values():
             v.append(None)
         self.cols["_mid"][-1] = int(mid)
         self.cols["ts"][-1] = 0
@@ -565,7 +561,7 @@ def identifier_edges(apps: DataFrame, config: GraphConfig | None = None) -> Data
 
     cfg = config or GraphConfig()
     role_bit = F.create_map(*[x for r, b in _ROLE_BIT.items() for x in (F.lit(r), F.lit(b))])
-    ev = F.array(*[F.lit(int(u)) for u in cfg.evidence_units])
+    ev = _evidence_expr(cfg)
     raw = (apps.select("applicant", F.explode(F.arrays_zip("link_roles", "link_tokens")).alias("l"))
            .select("applicant", F.col("l.link_tokens").alias("token"),
                    F.element_at(role_bit, F.col("l.link_roles")).alias("bit")))
@@ -573,7 +569,28 @@ def identifier_edges(apps: DataFrame, config: GraphConfig | None = None) -> Data
     deg = F.count(F.lit(1)).over(Window.partitionBy("token")).cast("int")
     return (edges.withColumn("degree", deg)
             .filter(F.col("degree") >= 2)
-            .withColumn("evidence", F.element_at(ev, F.col("bits") + 1)))
+            .withColumn("evidence", ev))
+
+
+def _evidence_expr(cfg: GraphConfig) -> Column:
+    """``cfg.evidence_units[bits]`` as a compact expression over the ``bits`` column.
+
+    The table holds, per role bitmask, the strongest role's evidence; written as the greatest
+    of eight conditional terms it keeps query plans small. Should the table ever stop being
+    "max over the roles set", the literal table is used instead.
+    """
+    from pyspark.sql import functions as F
+
+    table = cfg.evidence_units
+    per_role = [table[1 << i] for i in range(len(ROLES))]
+    as_max = all(table[b] == max((per_role[i] for i in range(len(ROLES)) if b >> i & 1),
+                                 default=0) for b in range(len(table)))
+    bits = F.col("bits")
+    if not as_max:
+        return F.element_at(F.array(*[F.lit(int(u)) for u in table]), bits + 1)
+    terms = [F.when(bits.bitwiseAND(F.lit(1 << i)) != 0, F.lit(int(w)))
+             for i, w in enumerate(per_role)]
+    return F.coalesce(F.greatest(*terms), F.lit(0)).cast("int")
 
 
 def candidate_pairs(edges: DataFrame, config: GraphConfig | None = None) -> DataFrame:
@@ -627,12 +644,10 @@ def linked_components(
     ids = materialise(names.withColumn("id", F.monotonically_increasing_id()))
     ia = ids.select(F.col("name").alias("a"), F.col("id").alias("src"))
     ib = ids.select(F.col("name").alias("b"), F.col("id").alias("dst"))
-    edges = linked.join(ia, "a").join(ib, "b").select("src", "dst").persist(
-        StorageLevel.MEMORY_AND_DISK)
-    try:
-        result = connected_components(edges, algorithm=algorithm, max_iter=max_iter)
-    finally:
-        edges.unpersist()
+    # checkpointed: the rounds' query plans then start from this table, not from the whole
+    # hashing and pairing pipeline (plans copy their inputs several times per round)
+    edges = materialise(linked.join(ia, "a").join(ib, "b").select("src", "dst"))
+    result = connected_components(edges, algorithm=algorithm, max_iter=max_iter)
     size = F.count(F.lit(1)).over(Window.partitionBy("component"))
     comps = (ids.join(result.labels, "id")
              .select(F.col("name").alias("applicant"), "component")
@@ -749,8 +764,10 @@ def ring_features(
                     F.coalesce(F.col("thin_raw"), F.lit(-1)).cast("int").alias("thin"),
                     F.coalesce(F.col("fraud"), F.lit(False)).alias("fraud")))
     func = functools.partial(_analyse_groups, blob)
-    return rows.groupBy("component").applyInPandas(
-        func, "component long, ring_id string, features binary")
+    with warnings.catch_warnings():  # pyspark cannot read type hints off a partial: harmless
+        warnings.simplefilter("ignore", UserWarning)
+        return rows.groupBy("component").applyInPandas(
+            func, "component long, ring_id string, features binary")
 
 
 def _score(
@@ -890,6 +907,88 @@ def _scan_local(
                       stats={"ring_candidates": len(rings)})
 
 
+@dataclass(frozen=True, eq=False)
+class SparkScan:
+    """A Spark scan with its intermediate frames (:func:`spark_scan`).
+
+    ``edges``: :func:`identifier_edges` (persisted); ``pairs``: :func:`candidate_pairs` (not
+    persisted: recomputed if read again); ``components``: :func:`linked_components`
+    (persisted); ``components_run``: the components algorithm's figures; ``rings``: the
+    scored rings, highest score first; ``stats``: counts for reports. Call :meth:`unpersist`
+    when done with the frames.
+    """
+
+    edges: DataFrame
+    pairs: DataFrame
+    components: DataFrame
+    components_run: ComponentsResult
+    rings: tuple[Ring, ...]
+    stats: Mapping[str, Any]
+
+    def unpersist(self) -> None:
+        """Drop the cached frames."""
+        self.edges.unpersist()
+        self.components.unpersist()
+
+
+def spark_scan(
+    hashed: HashedFrames | DataFrame,
+    *,
+    config: GraphConfig | None = None,
+    fraud_tokens: Iterable[str] = (),
+    algorithm: Literal["auto", "builtin", "graphframes"] = "auto",
+    max_iter: int = 100,
+) -> SparkScan:
+    """Links, components, ring features and scores of hashed applications on Spark.
+
+    ``hashed``: :func:`hash_applications`' result or a DataFrame of :data:`HASHED_SCHEMA`
+    (one row per application id). ``fraud_tokens``: ``applicant:`` tokens of confirmed
+    frauds. See the module docstring for the steps.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    cfg = config or GraphConfig()
+    apps = hashed.applications if isinstance(hashed, HashedFrames) else hashed
+    session = apps.sparkSession
+    t0 = time.perf_counter()
+    edges = identifier_edges(apps, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    pairs = candidate_pairs(edges, cfg)
+    comps, cc = linked_components(pairs, algorithm=algorithm, max_iter=max_iter)
+    t1 = time.perf_counter()
+    ring_rows = ring_features(apps, edges, comps, cfg, fraud_tokens).collect()
+    t2 = time.perf_counter()
+    feats: list[RingFeatures] = [pickle.loads(r["features"]) for r in ring_rows]
+    members = sorted({m for rf in feats for m in rf.members})
+    contacts = sorted({t for rf in feats for t in rf.contact_tokens})
+    owners: dict[str, list[str]] = {}
+    if contacts and members:
+        # own-phone holders of the rings' contact phones, among ring members (only they can
+        # put a contact "in a flagged ring")
+        cdf = session.createDataFrame([(t,) for t in contacts], "token string")
+        mdf = session.createDataFrame([(m,) for m in members], "applicant string")
+        for r in (edges.filter(F.col("bits").bitwiseAND(F.lit(_PHONE_BIT)) != 0)
+                  .join(F.broadcast(cdf), "token")
+                  .join(F.broadcast(mdf), "applicant")
+                  .select("token", "applicant").collect()):
+            owners.setdefault(str(r["token"]), []).append(str(r["applicant"]))
+    rings = _score(feats, owners, cfg)
+    t3 = time.perf_counter()
+    stats: dict[str, Any] = {
+        "ring_candidates": len(rings),
+        "components_with_rings": len({int(r["component"]) for r in ring_rows}),
+        "linked_applicants": cc.nodes,
+        "linked_pairs": cc.edges,
+        "components_algorithm": cc.algorithm,
+        "components_rounds": cc.iterations,
+        "links_components_s": round(t1 - t0, 3),
+        "ring_features_s": round(t2 - t1, 3),
+        "scoring_s": round(t3 - t2, 3),
+    }
+    return SparkScan(edges=edges, pairs=pairs, components=comps, components_run=cc,
+                     rings=tuple(rings), stats=stats)
+
+
 def _scan_spark(
     applications: Any,
     hasher: IdentifierHasher,
@@ -899,48 +998,21 @@ def _scan_spark(
     algorithm: Literal["auto", "builtin", "graphframes"],
     max_iter: int,
 ) -> ScanResult:
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     session = _active_session(spark)
     fraud_tokens = sorted({hasher.token(IdKind.APPLICANT, a) for a in fraud})
+    t0 = time.perf_counter()
     hf = hash_applications(applications, hasher, spark=session)
     try:
         summary = hf.summary()
         errors = hf.errors()
-        apps = hf.applications
-        edges = identifier_edges(apps, cfg).persist(StorageLevel.MEMORY_AND_DISK)
-        pairs = candidate_pairs(edges, cfg)
-        comps, cc = linked_components(pairs, algorithm=algorithm, max_iter=max_iter)
-        ring_rows = ring_features(apps, edges, comps, cfg, fraud_tokens).collect()
-        feats: list[RingFeatures] = [pickle.loads(r["features"]) for r in ring_rows]
-        members = sorted({m for rf in feats for m in rf.members})
-        contacts = sorted({t for rf in feats for t in rf.contact_tokens})
-        owners: dict[str, list[str]] = {}
-        if contacts and members:
-            cdf = session.createDataFrame([(t,) for t in contacts], "token string")
-            mdf = session.createDataFrame([(m,) for m in members], "applicant string")
-            for r in (edges.filter((F.col("bits").bitwiseAND(F.lit(_PHONE_BIT))) != 0)
-                      .join(F.broadcast(cdf), "token")
-                      .join(F.broadcast(mdf), "applicant")
-                      .select("token", "applicant").collect()):
-                owners.setdefault(str(r["token"]), []).append(str(r["applicant"]))
-        rings = _score(feats, owners, cfg)
-        n_comp = comps.filter(F.col("size") >= cfg.min_ring_size).select("component") \
-            .distinct().count()
-        stats: dict[str, Any] = {
-            "ring_candidates": len(rings),
-            "linked_applicants": cc.nodes,
-            "linked_pairs": cc.edges,
-            "components_analysed": n_comp,
-            "components_algorithm": cc.algorithm,
-            "components_rounds": cc.iterations,
-        }
-        edges.unpersist()
-        comps.unpersist()
+        t1 = time.perf_counter()
+        run = spark_scan(hf, config=cfg, fraud_tokens=fraud_tokens, algorithm=algorithm,
+                         max_iter=max_iter)
+        run.unpersist()
     finally:
         hf.unpersist()
-    return ScanResult(rings=tuple(rings), errors=tuple(errors), rows=summary["rows"],
+    stats = {**run.stats, "read_hash_s": round(t1 - t0, 3)}
+    return ScanResult(rings=run.rings, errors=tuple(errors), rows=summary["rows"],
                       applications=summary["applications"],
                       duplicates=summary["duplicates"], backend="spark", stats=stats)
 

@@ -273,7 +273,7 @@ def _graphframes(
                 .union(edges.select(F.col("dst").alias("id"))).distinct())
     jvm = spark.sparkContext._jvm
     assert jvm is not None  # has_graphframes checked it
-    api = getattr(jvm, "org").graphframes.GraphFramePythonAPI()
+    api = jvm.org.graphframes.GraphFramePythonAPI()
     graph = api.createGraph(vertices._jdf, edges._jdf)
     cc = graph.connectedComponents().setAlgorithm("graphframes")
     cc = cc.setCheckpointInterval(int(checkpoint_interval))
