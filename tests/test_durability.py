@@ -222,11 +222,6 @@ def test_writer_blocked_by_another_process_gets_store_locked(
     graph.store.close()
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="BUG: fraudgraph.py FraudGraph.mark_fraud adds the labels to self._fraud before "
-    "store.set_meta; when set_meta raises StoreLocked the label stays in memory only, and a "
-    "retry finds nothing new and returns without persisting it: lost on restart")
 def test_bug_mark_fraud_refused_by_lock_is_lost(
     tmp_path: Path, dataset: tuple[Path, list[Application]]
 ) -> None:

@@ -7,10 +7,9 @@ the rest, and raise only :class:`~kyc.errors.ConfigError` for a source they cann
 all; ``FraudGraph.add_many`` reports bad rows and adds the others. Inputs: wrong types,
 unicode and very long fields, timestamps out of range, malformed CSV and Parquet rows.
 
-The generic strategies leave out the inputs of the bugs pinned by the ``xfail(strict=True)``
-tests at the bottom (lone surrogates, integers over 4,300 digits, zoned datetimes at the
-ends of the calendar, out-of-range Arrow/pandas/numpy timestamps); when a bug is fixed its
-xfail test starts passing, which fails the suite until the marker is removed. The long
+The regression tests at the bottom pin bugs this fuzzing found and that are now fixed (lone
+surrogates, integers over 4,300 digits, zoned datetimes at the ends of the calendar,
+out-of-range Arrow/pandas/numpy timestamps). The long
 coverage-guided run is ``benchmarks/reliability_fuzz.py`` with ``fuzz/fuzz_records.py``.
 """
 
@@ -336,7 +335,7 @@ def test_fraudgraph_add_refuses_bad_records_without_changing_anything(m: dict[st
         assert report.applicant.startswith("applicant:")
 
 
-# --- known bugs (xfail strict: each passes once fixed) -------------------------------------
+# --- formerly known bugs (fixed; kept as regression tests) ------------------------------
 
 
 def _add_many_keeps_good_rows(bad: dict[str, Any]) -> None:
@@ -346,69 +345,38 @@ def _add_many_keeps_good_rows(bad: dict[str, Any]) -> None:
         assert result.added == 2 and [e.row for e in result.errors] == [1]
 
 
-@pytest.mark.xfail(
-    strict=True, raises=OverflowError,
-    reason="BUG: records.py parse_timestamp (line ~261) calls "
-    "dt.astimezone(timezone.utc) on a zoned datetime at the ends of the "
-    "calendar: OverflowError instead of InvalidRecord")
 @pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_bug_zoned_timestamp_at_calendar_edge(text: str) -> None:
     with pytest.raises(InvalidRecord):
         Application.from_mapping({**BASE, "timestamp": text})
 
 
-@pytest.mark.xfail(
-    strict=True, raises=OverflowError,
-    reason="BUG: records.py parse_timestamp (line ~268) calls "
-    "float(value) on an int too large for a float: OverflowError")
 def test_bug_huge_integer_timestamp() -> None:
     with pytest.raises(InvalidRecord):
         Application.from_mapping({**BASE, "timestamp": 10**400})
 
 
-@pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="BUG: records.py _text (line ~143) calls str(value) on "
-    "an int over 4300 digits: ValueError (int max str digits)")
 @pytest.mark.parametrize("field", ["applicant_id", "device_id", "phones"])
 def test_bug_huge_integer_in_text_field(field: str) -> None:
     with pytest.raises(InvalidRecord):
         Application.from_mapping({**BASE, field: 10**5000})
 
 
-@pytest.mark.xfail(
-    strict=True, raises=UnicodeEncodeError,
-    reason="BUG: records.py _check_len (line ~126) encodes text "
-    "with a lone surrogate (e.g. from json.loads('\"\\\\ud800\"')): "
-    "UnicodeEncodeError escapes from_mapping")
 def test_bug_lone_surrogate_in_record() -> None:
     with pytest.raises(InvalidRecord):
         Application.from_mapping({**BASE, "applicant_id": "ab\ud800cd"})
 
 
-@pytest.mark.xfail(
-    strict=True, raises=UnicodeEncodeError,
-    reason="BUG: a lone surrogate in one row aborts the whole "
-    "FraudGraph.add_many batch with UnicodeEncodeError (records.py:126)")
 def test_bug_lone_surrogate_aborts_add_many() -> None:
     _add_many_keeps_good_rows({**BASE, "application_id": "bad", "email": "x\udc00@y.com"})
 
 
-@pytest.mark.xfail(
-    strict=True, raises=UnicodeEncodeError,
-    reason="BUG: identifiers.py IdentifierHasher.token encodes "
-    "text with a lone surrogate: UnicodeEncodeError instead of InvalidRecord")
 @pytest.mark.parametrize("kind", [IdKind.APPLICANT, IdKind.DEVICE, IdKind.EMAIL])
 def test_bug_lone_surrogate_in_identifier(kind: IdKind) -> None:
     with pytest.raises(InvalidRecord):
         HASHER.token(kind, "a\ud800b@example.com")
 
 
-@pytest.mark.xfail(
-    strict=True, raises=OverflowError,
-    reason="BUG: records.py _iter_arrow_batches (line ~584) calls "
-    "batch.to_pylist() outside any try: one Arrow timestamp/date outside "
-    "Python's datetime range raises OverflowError for the whole file")
 @pytest.mark.parametrize("kind", ["timestamp", "date"])
 def test_bug_out_of_range_parquet_timestamp(kind: str, tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
@@ -425,11 +393,6 @@ def test_bug_out_of_range_parquet_timestamp(kind: str, tmp_path: Path) -> None:
     assert [e.row for e in result.errors] == [1]
 
 
-@pytest.mark.xfail(
-    strict=True, raises=(ValueError, OverflowError),
-    reason="BUG: records.py parse_timestamp calls "
-    "Timestamp.to_pydatetime() on a pandas datetime64[s] value outside year "
-    "1..9999: ValueError/OverflowError for the whole DataFrame")
 @pytest.mark.parametrize("secs", [10**12, -(10**12), 2**62])
 def test_bug_out_of_range_pandas_timestamp(secs: int) -> None:
     pd = pytest.importorskip("pandas")
@@ -441,11 +404,6 @@ def test_bug_out_of_range_pandas_timestamp(secs: int) -> None:
     assert [e.row for e in result.errors] == [1]
 
 
-@pytest.mark.xfail(
-    strict=True, raises=pytest.fail.Exception,
-    reason="BUG: records.py parse_timestamp casts np.datetime64 "
-    "to datetime64[ns], which wraps around silently: year 33658 is accepted "
-    "as 2092-10-26 and year 146138514283 as 1970-01-01")
 @pytest.mark.parametrize("secs", [10**12, 2**62])
 def test_bug_numpy_datetime64_wraps_into_range(secs: int) -> None:
     with pytest.raises(InvalidRecord):

@@ -295,12 +295,6 @@ def test_the_untampered_copies_work(models: Path, spy: Spy, photo: np.ndarray) -
 # --- a file replaced after it was checked ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="BUG: face/detect.py FaceDetector checks the YuNet file's sha256 once (_resolve) "
-    "and then every new thread builds its own cv2.FaceDetectorYN from the PATH "
-    "(_instance), so a file replaced after the check is loaded and run unchecked by the "
-    "next thread")
 def test_detector_file_replaced_after_first_use_is_not_run(models: Path, spy: Spy,
                                                           photo: np.ndarray) -> None:
     import onnx

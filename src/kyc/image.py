@@ -570,7 +570,7 @@ def _array_to_bgr(arr: np.ndarray, limits: ImageLimits) -> npt.NDArray[np.uint8]
         )
     h, w = arr.shape[:2]
     _check_size(w, h, limits, "image array")
-    if not arr.dtype.isnative:  # e.g. big-endian '>u2' from a TIFF reader: same values, native order
+    if not arr.dtype.isnative:  # e.g. big-endian ">u2": same values, native byte order
         arr = arr.astype(arr.dtype.newbyteorder("="))
     kind = arr.dtype.kind
     if arr.dtype == np.uint8:

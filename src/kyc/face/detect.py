@@ -8,6 +8,8 @@ never upscaled: YuNet pads them internally, which finds small faces that a 5x bl
 
 ``cv2.FaceDetectorYN`` keeps per-call state and is not thread-safe, so every thread gets its
 own instance (``threading.local``); one :class:`FaceDetector` can be shared by many threads.
+The model file is read and its sha256 checked once; every instance is built from those
+checked bytes (never from the path again), so a file swapped later is never run.
 
 :func:`select_face` applies the multi-face policy: ``"largest"`` (default), ``"centre"`` (the
 face nearest the image centre) or ``"reject"`` (no face is chosen when a second face matters).
@@ -27,6 +29,7 @@ the largest face's: an ID card held next to the face, a person close behind.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -37,7 +40,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from kyc.errors import ConfigError, InvalidImage, ModelInvalid
+from kyc.errors import ConfigError, InvalidImage, ModelCorrupt, ModelInvalid, ModelUnavailable
 
 __all__ = [
     "DETECTOR_MODEL",
@@ -234,6 +237,7 @@ class FaceDetector:
         self.max_side = int(max_side)
         self._explicit_path = model_path
         self._path: str | None = None
+        self._buffer: np.ndarray | None = None  # the checked model bytes every thread loads
         self._model: dict[str, str] | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -241,34 +245,63 @@ class FaceDetector:
     # -- model ------------------------------------------------------------------------------
 
     def _resolve(self) -> str:
+        """Resolve the model file once and keep its checked bytes.
+
+        The registry finds the file (and reports a missing or corrupt one); the bytes are
+        then read once and *their* sha256 is checked against the manifest, so every
+        thread's detector is built from exactly the bytes that were checked: a file
+        replaced later is never loaded.
+        """
         if self._path is None:
             with self._lock:
                 if self._path is None:
-                    from kyc.models import resolve_model
+                    from kyc.models import model_spec, resolve_model
 
-                    self._path = str(resolve_model(DETECTOR_MODEL, self._explicit_path))
+                    path = resolve_model(DETECTOR_MODEL, self._explicit_path)
+                    try:
+                        data = path.read_bytes()
+                    except OSError as exc:
+                        raise ModelUnavailable(
+                            f"cannot read {path}: {exc.strerror or exc}"
+                        ) from None
+                    digest = hashlib.sha256(data).hexdigest()
+                    spec = model_spec(DETECTOR_MODEL)
+                    if not spec.accepts(digest):
+                        raise ModelCorrupt(
+                            f"model file {path} has sha256 {digest}, which the manifest does "
+                            f"not accept for {DETECTOR_MODEL!r} (it changed while being "
+                            f"read); expected {' or '.join(spec.sha256)}"
+                        )
+                    buf = np.frombuffer(data, dtype=np.uint8)
+                    buf.setflags(write=False)
+                    self._buffer = buf
+                    self._model = {"name": DETECTOR_MODEL, "sha256": digest, "path": str(path)}
+                    self._path = str(path)
         return self._path
 
     @property
     def model(self) -> dict[str, str]:
-        """``{"name", "sha256", "path"}`` of the detector file (resolved on first use)."""
-        if self._model is None:
-            from kyc.models import file_sha256
+        """``{"name", "sha256", "path"}`` of the detector file (resolved on first use).
 
-            path = self._resolve()
-            self._model = {"name": DETECTOR_MODEL, "sha256": file_sha256(path), "path": path}
+        ``sha256`` is the digest of the bytes the detectors were built from.
+        """
+        self._resolve()
+        assert self._model is not None
         return dict(self._model)
 
     def _instance(self) -> Any:
         det = getattr(self._local, "det", None)
         if det is None:
             path = self._resolve()
+            buf = self._buffer
+            assert buf is not None
             old = cv2.utils.logging.getLogLevel()
             try:
                 # OpenCV warns on every creation that the new DNN engine ignores the target.
                 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
                 det = cv2.FaceDetectorYN.create(
-                    path, "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
+                    "onnx", buf, np.empty(0, dtype=np.uint8), (320, 320),
+                    self.score_threshold, self.nms_threshold, self.top_k,
                 )
             except cv2.error as exc:
                 raise ModelInvalid(f"cannot load the YuNet detector from {path}: {exc}") from exc

@@ -618,8 +618,10 @@ class FraudGraph:
             new = tokens - self._fraud
             if not new:
                 return
+            # persist first: if the store refuses (StoreLocked, ...) memory stays as it was,
+            # so a retry still sees these labels as new and saves them
+            self._store.set_meta(_META_FRAUD, sorted(self._fraud | new))
             self._fraud |= new
-            self._store.set_meta(_META_FRAUD, sorted(self._fraud))
             if self._loaded:
                 for t in new:
                     if t in self._uf:

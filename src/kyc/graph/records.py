@@ -56,7 +56,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
 
@@ -123,7 +123,13 @@ def _is_missing(value: object) -> bool:
 
 
 def _check_len(text: str, name: str, row: int | None) -> str:
-    n = len(text.encode("utf-8"))
+    try:
+        n = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        # a lone surrogate (e.g. JSON "\\ud800"); the value is never echoed
+        raise InvalidRecord(
+            f"{name} is not valid Unicode text (it holds a lone surrogate)", row=row, field=name
+        ) from None
     if n > MAX_FIELD_BYTES:
         raise InvalidRecord(
             f"{name} is {n} bytes long; the limit is {MAX_FIELD_BYTES}", row=row, field=name
@@ -140,6 +146,14 @@ def _text(value: object, name: str, row: int | None) -> str | None:
     elif isinstance(value, bool):
         raise InvalidRecord(f"{name} must be text, not a boolean", row=row, field=name)
     elif isinstance(value, int):
+        if abs(value) >= 10**MAX_FIELD_BYTES:  # more digits than the byte limit (str() of an
+            # int over 4300 digits would raise ValueError)
+            raise InvalidRecord(
+                f"{name} is a number too long for a text field; the limit is "
+                f"{MAX_FIELD_BYTES} bytes",
+                row=row,
+                field=name,
+            )
         text = str(value)
     elif isinstance(value, float):
         if not value.is_integer():
@@ -241,6 +255,52 @@ def _from_epoch(seconds: float, row: int | None) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
+# numpy datetime64 units with a fixed length: seconds per unit as (numerator, denominator)
+_DT64_UNITS: Final = {
+    "W": (604800, 1), "D": (86400, 1), "h": (3600, 1), "m": (60, 1), "s": (1, 1),
+    "ms": (1, 10**3), "us": (1, 10**6), "ns": (1, 10**9), "ps": (1, 10**12),
+    "fs": (1, 10**15), "as": (1, 10**18),
+}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _from_datetime64(value: Any, row: int | None) -> datetime:
+    """A ``numpy.datetime64`` (any unit) -> aware UTC datetime, range-checked exactly.
+
+    Works on the raw integer count with Python integers, so no unit conversion can wrap
+    around (casting to ``datetime64[ns]`` silently wraps years beyond 2262).
+    """
+    import numpy as np
+
+    if np.isnat(value):
+        raise InvalidRecord("timestamp is missing", row=row, field="timestamp")
+    unit, count = np.datetime_data(value.dtype)
+    n = int(value.astype("int64")) * int(count)
+    if unit in ("Y", "M"):
+        months = n * 12 if unit == "Y" else n
+        year, month = 1970 + months // 12, months % 12 + 1
+        if not 1970 <= year < 2100:
+            raise InvalidRecord(
+                f"timestamp year {year} is outside 1970-01-01..2100-01-01 UTC",
+                row=row,
+                field="timestamp",
+            )
+        return datetime(year, month, 1, tzinfo=timezone.utc)
+    if unit not in _DT64_UNITS:
+        raise InvalidRecord(
+            f"timestamp has an unsupported datetime64 unit {unit!r}", row=row, field="timestamp"
+        )
+    num, den = _DT64_UNITS[unit]
+    micros = n * num * 10**6 // den  # floor to whole microseconds
+    if not _TS_MIN * 10**6 <= micros < _TS_MAX * 10**6:
+        raise InvalidRecord(
+            "timestamp is out of range: outside 1970-01-01..2100-01-01 UTC",
+            row=row,
+            field="timestamp",
+        )
+    return _EPOCH + timedelta(microseconds=micros)
+
+
 def parse_timestamp(value: object, *, row: int | None = None) -> datetime:
     """Parse a timestamp into an aware UTC ``datetime`` (rules in the module docstring).
 
@@ -254,26 +314,39 @@ def parse_timestamp(value: object, *, row: int | None = None) -> datetime:
     if _is_missing(value):
         raise InvalidRecord("timestamp is missing", row=row, field="timestamp")
     if isinstance(value, datetime):
-        if type(value).__name__ == "Timestamp" and hasattr(value, "to_pydatetime"):
-            value = value.to_pydatetime()
-        assert isinstance(value, datetime)
+        if type(value).__name__ == "Timestamp" and hasattr(value, "asm8"):
+            # a pandas Timestamp (its unit may reach far beyond Python's years 1..9999):
+            # go through its UTC numpy value, range-checked before any conversion
+            return _from_datetime64(value.asm8, row)
         dt = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-        dt = dt.astimezone(timezone.utc)
+        try:
+            dt = dt.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            raise InvalidRecord(
+                "timestamp is out of range: outside 1970-01-01..2100-01-01 UTC",
+                row=row,
+                field="timestamp",
+            ) from None
         return _from_epoch(dt.timestamp(), row) if dt.year < 1970 or dt.year >= 2100 else dt
     if isinstance(value, date):
         return parse_timestamp(datetime(value.year, value.month, value.day), row=row)
     if isinstance(value, bool):
         raise InvalidRecord("timestamp must not be a boolean", row=row, field="timestamp")
     if isinstance(value, int | float):
-        return _from_epoch(float(value), row)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise InvalidRecord(
+                "timestamp is out of range: outside 1970-01-01..2100-01-01 UTC",
+                row=row,
+                field="timestamp",
+            ) from None
+        return _from_epoch(seconds, row)
     if type(value).__module__ == "numpy":
         import numpy as np
 
         if isinstance(value, np.datetime64):
-            if np.isnat(value):
-                raise InvalidRecord("timestamp is missing", row=row, field="timestamp")
-            ns = int(value.astype("datetime64[ns]").astype("int64"))
-            return _from_epoch(ns / 1e9, row)
+            return _from_datetime64(value, row)
         if hasattr(value, "item"):
             return parse_timestamp(value.item(), row=row)
     if not isinstance(value, str):
@@ -343,8 +416,17 @@ class Application:
             raise InvalidRecord(
                 "timestamp must be a timezone-aware datetime", field="timestamp"
             )
+        try:
+            utc = ts.astimezone(timezone.utc)
+            epoch = utc.timestamp()
+        except (OverflowError, ValueError):
+            epoch = float("nan")
+        if not _TS_MIN <= epoch < _TS_MAX:
+            raise InvalidRecord(
+                "timestamp must fall in 1970-01-01..2100-01-01 UTC", field="timestamp"
+            )
         if ts.tzinfo is not timezone.utc:
-            object.__setattr__(self, "timestamp", ts.astimezone(timezone.utc))
+            object.__setattr__(self, "timestamp", utc)
         for name in ("phones", "contact_phones"):
             value = getattr(self, name)
             if isinstance(value, list):
@@ -578,14 +660,52 @@ def _iter_csv(path: Path) -> Iterator[Application | InvalidRecord]:
                 yield _row_error(exc, row, f"{path.name} line {reader.line_num}")
 
 
+def _arrow_rows(batch: Any) -> Iterator[dict[str, Any] | InvalidRecord]:
+    """The rows of one Arrow batch as dicts; a cell Python cannot hold -> InvalidRecord.
+
+    ``to_pylist`` converts the whole batch at once and fails outright on one value outside
+    Python's ``datetime`` range (years 1..9999); only then is the batch converted cell by
+    cell, so the bad row is reported and the rest goes on. Such a value in a column the
+    schema does not use is dropped (read as missing).
+    """
+    try:
+        yield from batch.to_pylist()
+        return
+    except (OverflowError, ValueError):
+        pass
+    names = [str(n) for n in batch.schema.names]
+    columns = [batch.column(j) for j in range(batch.num_columns)]
+    for i in range(batch.num_rows):
+        record: dict[str, Any] = {}
+        bad: str | None = None
+        for name, col in zip(names, columns, strict=True):
+            try:
+                record[name] = col[i].as_py()
+            except (OverflowError, ValueError):
+                if name in _FIELD_NAMES:
+                    bad = name
+                    break
+                record[name] = None
+        if bad is not None:
+            yield InvalidRecord(
+                f"{bad} is out of range: outside the dates Python can hold (years 1..9999)",
+                field=bad,
+            )
+        else:
+            yield record
+
+
 def _iter_arrow_batches(batches: Iterable[Any]) -> Iterator[Application | InvalidRecord]:
     row = 0
     for batch in batches:
-        for record in batch.to_pylist():
-            try:
-                yield Application.from_mapping(record, row=row)
-            except InvalidRecord as exc:
-                yield _row_error(exc, row, "")
+        for record in _arrow_rows(batch):
+            if isinstance(record, InvalidRecord):
+                yield _row_error(record, row, "")
+            else:
+                try:
+                    yield Application.from_mapping(record, row=row)
+                except InvalidRecord as exc:
+                    yield _row_error(exc, row, "")
             row += 1
 
 

@@ -638,7 +638,7 @@ def linked_components(
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
-    linked = pairs.filter("linked").select("a", "b")
+    linked = pairs.filter("linked").select("a", "b").persist(StorageLevel.MEMORY_AND_DISK)
     names = (linked.select(F.col("a").alias("name"))
              .union(linked.select(F.col("b").alias("name"))).distinct())
     ids = materialise(names.withColumn("id", F.monotonically_increasing_id()))
@@ -647,6 +647,7 @@ def linked_components(
     # checkpointed: the rounds' query plans then start from this table, not from the whole
     # hashing and pairing pipeline (plans copy their inputs several times per round)
     edges = materialise(linked.join(ia, "a").join(ib, "b").select("src", "dst"))
+    linked.unpersist()
     result = connected_components(edges, algorithm=algorithm, max_iter=max_iter)
     size = F.count(F.lit(1)).over(Window.partitionBy("component"))
     comps = (ids.join(result.labels, "id")
