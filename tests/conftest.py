@@ -24,8 +24,12 @@ def _dir(env: str, fallback: Path) -> Path | None:
 MODEL_DIR = _dir("KYC_MODEL_DIR", ROOT.parent / "shared" / "models")
 DATA_DIR = _dir("KYC_DATA_DIR", ROOT.parent / "shared" / "data")
 
+# Absolute paths: some tests change the working directory, and a relative KYC_MODEL_DIR
+# (the README exports ../shared/models) would then point nowhere.
 if MODEL_DIR is not None:
-    os.environ.setdefault("KYC_MODEL_DIR", str(MODEL_DIR))
+    os.environ["KYC_MODEL_DIR"] = str(MODEL_DIR)
+if DATA_DIR is not None:
+    os.environ["KYC_DATA_DIR"] = str(DATA_DIR)
 
 
 @pytest.fixture(scope="session")
