@@ -164,6 +164,7 @@ def main() -> None:
         child(args)
         return
     results: list[dict[str, Any]] = []
+    load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="kyc-bench-spark-"))
     try:
         for n in (int(s) for s in args.sizes.split(",")):
@@ -190,7 +191,8 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     meta = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+            "cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)]}
     try:
         import pyspark
 
