@@ -32,6 +32,7 @@ from kyc.graph.spark import (  # noqa: E402
     SparkScan,
     applicant_velocity,
     hash_applications,
+    ring_features,
     scan_applications,
     spark_scan,
     spark_session,
@@ -156,6 +157,18 @@ def test_spark_rings_equal_local_rings(
     assert run.stats["ring_candidates"] == len(want)
 
 
+def test_ring_features_same_through_apply_in_pandas(
+    spark10k: tuple[HashedFrames, SparkScan],
+) -> None:
+    hf, run = spark10k
+    args = (hf.applications, run.edges, run.components, GraphConfig())
+    batched = ring_features(*args).collect()
+    grouped = ring_features(*args, batched=False).collect()
+    assert len(batched) == run.stats["ring_candidates"]
+    assert sorted((r["component"], r["ring_id"], bytes(r["features"])) for r in batched) == \
+        sorted((r["component"], r["ring_id"], bytes(r["features"])) for r in grouped)
+
+
 def test_spark_window_counts_equal_velocity_index(
     spark: Any, spark10k: tuple[HashedFrames, SparkScan], local10k: dict[str, Any]
 ) -> None:
@@ -166,7 +179,7 @@ def test_spark_window_counts_equal_velocity_index(
     rng = random.Random(5)
     # queries on window edges: at = ts (counted), ts + w - 1 (counted), ts + w (not counted)
     by_key: dict[str, list[tuple[str, int]]] = {"id": [], "cell": [], "device": []}
-    for h in rng.sample(hashed, 150):
+    for h in rng.sample(hashed, 120):
         w = rng.choice(list(WINDOWS.values()))
         ats = (h.ts, h.ts + w - 1, h.ts + w)
         by_key["id"].extend((h.applicant, at) for at in ats)
@@ -182,9 +195,12 @@ def test_spark_window_counts_equal_velocity_index(
     busy = max(phone_use, key=lambda t: (phone_use[t], t))  # a shared phone, many lenders
     by_key["cell"].extend((busy, h.ts) for h in hashed if busy in h.tokens("phone"))
     checked = 0
+    types = None  # the first call finds the lender types itself; the others are given them
     for key, queries in by_key.items():
         q = spark.createDataFrame(queries, "token string, at long")
-        rows = velocity_features(hf.applications, key, q).collect()  # type: ignore[arg-type]
+        rows = velocity_features(hf.applications, key, q,  # type: ignore[arg-type]
+                                 lender_types=types).collect()
+        types = idx.lender_types
         assert len(rows) == len(set(queries))
         for r in rows:
             d = r.asDict()
@@ -287,10 +303,10 @@ def test_builtin_components_match_scipy_and_cap_raises(spark: Any) -> None:
     from scipy.sparse.csgraph import connected_components as scipy_cc
 
     rng = np.random.default_rng(3)
-    n = 3_000
-    a = rng.integers(0, n, 2_600)
-    b = rng.integers(0, n, 2_600)
-    chain = np.arange(0, 400)  # a long path needs several rounds
+    n = 1_500
+    a = rng.integers(0, n, 1_300)
+    b = rng.integers(0, n, 1_300)
+    chain = np.arange(0, 200)  # a long path needs several rounds
     a = np.r_[a, chain[:-1], 5, 5]
     b = np.r_[b, chain[1:], 5, 6]  # a self-loop and a repeated edge
     edges = spark.createDataFrame(list(zip(a.tolist(), b.tolist(), strict=True)),
@@ -319,6 +335,19 @@ def test_graphframes_path_is_detected_safely(spark: Any) -> None:
     with pytest.raises(ConfigError, match=r"spark\.jars\.packages"):
         connected_components(edges, algorithm="graphframes")
     assert connected_components(edges).algorithm == "builtin"  # "auto" falls back
+
+
+def test_unreadable_sources_raise_config_error(
+    spark: Any, tmp_path: Path, hasher: IdentifierHasher
+) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        hash_applications(tmp_path / "missing.csv", hasher, spark=spark)
+    (tmp_path / "apps.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="unsupported file type"):
+        hash_applications(tmp_path / "apps.json", hasher, spark=spark)
+    (tmp_path / "apps.csv").write_text("application_id,lender_id,timestamp\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="applicant_id"):
+        hash_applications(tmp_path / "apps.csv", hasher, spark=spark)
 
 
 def test_backend_switch_validates(hasher: IdentifierHasher) -> None:

@@ -22,6 +22,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _LAZY: dict[str, str] = {
+    "scan_applications": "kyc.graph.spark",
+    "ScanResult": "kyc.graph.spark",
+    "propagate_priors": "kyc.graph.propagate",
     "Application": "kyc.graph.records",
     "HashedApplication": "kyc.graph.records",
     "LoadResult": "kyc.graph.records",
@@ -78,6 +81,7 @@ __all__ = [
     "RingScoring",
     "Role",
     "SQLiteStore",
+    "ScanResult",
     "SharedIdentifier",
     "Store",
     "UnionFind",
@@ -91,8 +95,10 @@ __all__ = [
     "linked_components",
     "open_store",
     "plain_components",
+    "propagate_priors",
     "read_applications",
     "render_ring",
+    "scan_applications",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,6 +116,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kyc.graph.dense import DenseBlock, fraudar
     from kyc.graph.fraudgraph import BatchResult, FraudGraph
     from kyc.graph.identifiers import IdentifierHasher, IdKind, Role
+    from kyc.graph.propagate import propagate_priors
     from kyc.graph.records import (
         Application,
         HashedApplication,
@@ -119,6 +126,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from kyc.graph.render import render_ring
     from kyc.graph.rings import Link, Ring, RingReport, SharedIdentifier
+    from kyc.graph.spark import ScanResult, scan_applications
     from kyc.graph.store import MemoryStore, SQLiteStore, Store, open_store
     from kyc.graph.velocity import RescanReport, VelocityIndex
 

@@ -33,10 +33,12 @@ What runs where on the Spark backend (every step a DataFrame job; see ``docs/spa
    :mod:`kyc.graph.build`).
 4. **Components** of the linked pairs: GraphFrames when its jar is on the session, else
    large-star/small-star in plain DataFrames (:mod:`kyc.graph.spark_components`).
-5. **Rings**: ``groupBy(component).applyInPandas`` builds each component's
-   :class:`~kyc.graph.rings.ComponentView` and calls
-   :func:`~kyc.graph.rings.analyse_component` (Leiden CPM, ring features). CPM decomposes
-   over components, so this equals the global computation.
+5. **Rings**: member rows are partitioned and sorted by component and ``mapInPandas``
+   builds each component's :class:`~kyc.graph.rings.ComponentView` and calls
+   :func:`~kyc.graph.rings.analyse_component` (Leiden CPM, ring features), many components
+   per Arrow batch (``groupBy(component).applyInPandas`` does the same one frame per
+   component: ``ring_features(..., batched=False)``). CPM decomposes over components, so
+   this equals the global computation.
 6. **Scores** on the driver with :class:`~kyc.graph.rings.RingScorer`: they need every ring's
    density rank and the flags of rings reached through emergency contacts (a few numbers
    per ring, collected with the own-phone holders of the rings' contact phones).
@@ -82,6 +84,7 @@ from kyc.graph.spark_components import (
     ComponentsResult,
     connected_components,
     has_graphframes,
+    index_nodes,
     materialise,
 )
 from kyc.graph.velocity import KEYS, WINDOWS, feature_name
@@ -159,8 +162,9 @@ def spark_session(
     applies when this call starts the JVM. ``conf``: any further Spark settings (for
     GraphFrames: ``{"spark.jars.packages": "io.graphframes:graphframes-spark4_2.13:0.10.0"}``).
 
-    When a session is already active it is returned with the runtime settings applied (the
-    JVM-level ones cannot change any more).
+    When a session is already active it is returned with the runtime settings applied
+    (shuffle partitions, ``conf`` entries that can change at runtime, a checkpoint dir when it
+    has none); its log level is left alone.
     """
     _require_pyspark()
     from pyspark.sql import SparkSession
@@ -195,6 +199,8 @@ def spark_session(
         for k, v in settings.items():
             builder = builder.config(k, v)
         spark = builder.getOrCreate()
+        if quiet:
+            spark.sparkContext.setLogLevel("ERROR")
     else:
         spark = active
         spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
@@ -203,8 +209,6 @@ def spark_session(
                 spark.conf.set(str(k), str(v))
             except Exception:  # a static (JVM-level) setting
                 log.warning("cannot change Spark setting %s on a running session", k)
-    if quiet:
-        spark.sparkContext.setLogLevel("ERROR")
     sc = spark.sparkContext
     if checkpoint_dir is not None:
         sc.setCheckpointDir(str(checkpoint_dir))
@@ -639,9 +643,7 @@ def linked_components(
     from pyspark.sql.window import Window
 
     linked = pairs.filter("linked").select("a", "b").persist(StorageLevel.MEMORY_AND_DISK)
-    names = (linked.select(F.col("a").alias("name"))
-             .union(linked.select(F.col("b").alias("name"))).distinct())
-    ids = materialise(names.withColumn("id", F.monotonically_increasing_id()))
+    ids = index_nodes(linked, "a", "b")
     ia = ids.select(F.col("name").alias("a"), F.col("id").alias("src"))
     ib = ids.select(F.col("name").alias("b"), F.col("id").alias("dst"))
     # checkpointed: the rounds' query plans then start from this table, not from the whole
@@ -680,19 +682,13 @@ def _cached_config(blob: bytes) -> GraphConfig:
     return _config_from_dict(pickle.loads(blob))
 
 
-def _analyse_groups(blob: bytes, pdf: pd.DataFrame) -> pd.DataFrame:
-    """applyInPandas body: one component's members -> its ring features (pickled)."""
-    import pandas as pd
-
-    cfg = _cached_config(blob)
-    names = pdf["applicant"].tolist()
-    order = sorted(range(len(names)), key=names.__getitem__)
-    toks = pdf["link_tokens"].tolist()
-    bits = pdf["link_bits"].tolist()
-    degs = pdf["link_degree"].tolist()
-    times = pdf["times"].tolist()
-    thin = pdf["thin"].tolist()
-    fraud = pdf["fraud"].tolist()
+def _component_rings(cfg: GraphConfig, cols: Mapping[str, list[Any]], lo: int, hi: int
+                     ) -> list[RingFeatures]:
+    """Ring features of the component held in rows ``lo:hi`` of the member columns."""
+    names = cols["applicant"]
+    order = sorted(range(lo, hi), key=names.__getitem__)
+    toks, bits, degs = cols["link_tokens"], cols["link_bits"], cols["link_degree"]
+    times, thin, fraud = cols["times"], cols["thin"], cols["fraud"]
     links: list[tuple[tuple[str, int], ...]] = []
     degree: dict[str, int] = {}
     for i in order:
@@ -701,20 +697,73 @@ def _analyse_groups(blob: bytes, pdf: pd.DataFrame) -> pd.DataFrame:
         for t, d in zip(t_i, degs[i], strict=True):
             degree[t] = int(d)
     view = ComponentView(
-        members=tuple(names[i] for i in order),
+        members=tuple(str(names[i]) for i in order),
         links=tuple(links),
         times=tuple(tuple(sorted(int(x) for x in times[i])) for i in order),
         thin=tuple(int(thin[i]) for i in order),
         fraud=tuple(bool(fraud[i]) for i in order),
         degree=degree,
     )
-    an = analyse_component(view, cfg)
-    comp = int(pdf["component"].iloc[0])
+    return list(analyse_component(view, cfg).rings)
+
+
+_MEMBER_COLS: Final = ("component", "applicant", "link_tokens", "link_bits", "link_degree",
+                       "times", "thin", "fraud")
+_RINGS_SCHEMA: Final = "component long, ring_id string, features binary"
+
+
+def _rings_frame(comps: list[int], feats: list[RingFeatures]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame({
-        "component": [comp] * len(an.rings),
-        "ring_id": [rf.ring_id for rf in an.rings],
-        "features": [pickle.dumps(rf, protocol=5) for rf in an.rings],
+        "component": pd.Series(comps, dtype="int64"),
+        "ring_id": pd.Series([rf.ring_id for rf in feats], dtype="object"),
+        "features": pd.Series([pickle.dumps(rf, protocol=5) for rf in feats], dtype="object"),
     })
+
+
+def _analyse_group(blob: bytes, pdf: pd.DataFrame) -> pd.DataFrame:
+    """applyInPandas body: one component's members -> its ring features (pickled)."""
+    cols = {c: pdf[c].tolist() for c in _MEMBER_COLS}
+    feats = _component_rings(_cached_config(blob), cols, 0, len(pdf))
+    return _rings_frame([int(cols["component"][0])] * len(feats), feats)
+
+
+def _analyse_sorted(blob: bytes, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """mapInPandas body over member rows clustered and sorted by component: many components
+    per pandas batch (a component cut by a batch boundary is carried to the next batch)."""
+    import pandas as pd
+
+    cfg = _cached_config(blob)
+    carry: pd.DataFrame | None = None
+
+    def analyse(pdf: pd.DataFrame) -> pd.DataFrame:
+        cols = {c: pdf[c].tolist() for c in _MEMBER_COLS}
+        comp = cols["component"]
+        out_c: list[int] = []
+        out_f: list[RingFeatures] = []
+        lo = 0
+        for hi in range(1, len(comp) + 1):
+            if hi == len(comp) or comp[hi] != comp[lo]:
+                feats = _component_rings(cfg, cols, lo, hi)
+                out_c.extend([int(comp[lo])] * len(feats))
+                out_f.extend(feats)
+                lo = hi
+        return _rings_frame(out_c, out_f)
+
+    for pdf in batches:
+        if carry is not None:
+            pdf = pd.concat([carry, pdf], ignore_index=True)
+        if pdf.empty:
+            continue
+        last = pdf["component"].iloc[-1]
+        tail = (pdf["component"] == last).to_numpy()
+        carry = pdf[tail]
+        done = pdf[~tail]
+        if len(done):
+            yield analyse(done)
+    if carry is not None and len(carry):
+        yield analyse(carry)
 
 
 def ring_features(
@@ -723,14 +772,20 @@ def ring_features(
     components: DataFrame,
     config: GraphConfig | None = None,
     fraud: Iterable[str] = (),
+    *,
+    batched: bool = True,
 ) -> DataFrame:
     """Ring candidates of every component of at least ``min_ring_size`` members.
 
     ``apps``, ``edges``, ``components``: :func:`hash_applications` (its ``applications``),
     :func:`identifier_edges`, :func:`linked_components`. ``fraud``: applicant *tokens* of
-    confirmed frauds. Runs :func:`kyc.graph.rings.analyse_component` per component with
-    ``groupBy(component).applyInPandas``; returns ``(component, ring_id, features)`` with
-    ``features`` a pickled :class:`~kyc.graph.rings.RingFeatures`.
+    confirmed frauds. Runs :func:`kyc.graph.rings.analyse_component` once per component:
+    with ``batched=False`` through ``groupBy(component).applyInPandas`` (one pandas frame per
+    component); by default the member rows are hash-partitioned and sorted by component and
+    ``mapInPandas`` analyses many components per Arrow batch (the same groups and calls,
+    without the per-group overhead, which dominates when components are small). Returns
+    ``(component, ring_id, features)`` with ``features`` a pickled
+    :class:`~kyc.graph.rings.RingFeatures`.
     """
     from pyspark.sql import functions as F
 
@@ -764,11 +819,14 @@ def ring_features(
                     "times",
                     F.coalesce(F.col("thin_raw"), F.lit(-1)).cast("int").alias("thin"),
                     F.coalesce(F.col("fraud"), F.lit(False)).alias("fraud")))
-    func = functools.partial(_analyse_groups, blob)
-    with warnings.catch_warnings():  # pyspark cannot read type hints off a partial: harmless
-        warnings.simplefilter("ignore", UserWarning)
-        return rows.groupBy("component").applyInPandas(
-            func, "component long, ring_id string, features binary")
+    if not batched:
+        func = functools.partial(_analyse_group, blob)
+        with warnings.catch_warnings():  # pyspark cannot read type hints off a partial
+            warnings.simplefilter("ignore", UserWarning)
+            return rows.groupBy("component").applyInPandas(func, _RINGS_SCHEMA)
+    n = apps.sparkSession.conf.get("spark.sql.shuffle.partitions") or "8"
+    clustered = rows.repartition(int(n), "component").sortWithinPartitions("component")
+    return clustered.mapInPandas(functools.partial(_analyse_sorted, blob), _RINGS_SCHEMA)
 
 
 def _score(

@@ -2,11 +2,13 @@
 otherwise.
 
 :func:`connected_components` labels every node of an undirected edge list ``(src, dst)`` of
-64-bit integer node ids with its component (the smallest node id in it). Two algorithms:
+64-bit integer node ids with a component label (a long shared by exactly the nodes of one
+component). Two algorithms:
 
-- ``"graphframes"``: GraphFrames' ``connectedComponents`` (algorithm ``"graphframes"``, the
-  large-star/small-star implementation in Scala), used when the ``org.graphframes`` classes
-  are on the session's class path (``spark.jars.packages=io.graphframes:...``, see
+- ``"graphframes"``: GraphFrames' ``connectedComponents`` with its DataFrame algorithm
+  (``"two_phase"`` in GraphFrames >= 0.11, ``"graphframes"`` before: large-star/small-star in
+  Scala), used when GraphFrames' JVM classes are on the session's class path
+  (``spark.jars.packages=io.graphframes:graphframes-spark4_2.13:<version>``, see
   ``docs/spark.md``). The jar is on Maven only, not on PyPI. GraphFrames' ``"graphx"``
   algorithm is never used: DESIGN.md measured it returning wrong components without an
   explicit iteration cap.
@@ -19,7 +21,8 @@ otherwise.
   leaf has one centre, no centre is a leaf). It converges in O(log^2 n) rounds. Intermediate
   edge sets are persisted and, every ``checkpoint_interval`` rounds, checkpointed (reliable
   checkpoint when the SparkContext has a checkpoint dir, local checkpoint otherwise) so the
-  query plan does not grow with the rounds.
+  query plan does not grow with the rounds. Its labels are the smallest node id of each
+  component.
 
 Both paths end with the same check: every input edge joins two nodes of the same label and
 every node has a label. A run that reaches ``max_iter`` rounds, or a labelling that fails the
@@ -54,7 +57,11 @@ log = logging.getLogger(__name__)
 #: O(log^2 n): about 10 rounds at 10^6 nodes).
 DEFAULT_MAX_ITER: Final = 100
 
-_GRAPHFRAMES_CLASS: Final = "org.graphframes.GraphFramePythonAPI"
+# the Python entry point of GraphFrames' JVM side: newer releases moved it
+_GRAPHFRAMES_CLASSES: Final = (
+    "org.apache.spark.graphframes.GraphFramePythonAPI",
+    "org.graphframes.GraphFramePythonAPI",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +69,8 @@ class ComponentsResult:
     """Labels of a connected-components run.
 
     ``labels``: DataFrame ``(id: long, component: long)``, one row per node that appears in
-    an edge, ``component`` the smallest id of its component. ``algorithm``: ``"builtin"`` or
+    an edge; ``component`` is shared by exactly the nodes of one component (the built-in
+    algorithm uses the smallest id in it). ``algorithm``: ``"builtin"`` or
     ``"graphframes"``. ``iterations``: rounds of the built-in algorithm (``0`` for
     GraphFrames, which does not report them). ``nodes`` / ``edges``: sizes of the input.
     """
@@ -84,16 +92,28 @@ def has_graphframes(spark: SparkSession) -> bool:
 
     Never raises: a Spark Connect session (no JVM gateway) or a missing class gives False.
     """
+    return _graphframes_api(spark) is not None
+
+
+def _graphframes_api(spark: SparkSession) -> Any:
+    """GraphFrames' ``GraphFramePythonAPI`` instance, or None when the jar is not loaded.
+
+    Looked up through the thread's context class loader, which is the one that sees jars
+    added with ``spark.jars.packages`` / ``--packages`` (as GraphFrames' own Python side does).
+    """
     try:
-        sc = spark.sparkContext
-        jvm = sc._jvm
+        jvm = spark.sparkContext._jvm
         if jvm is None:
-            return False
+            return None
         loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        jvm.java.lang.Class.forName(_GRAPHFRAMES_CLASS, False, loader)
-    except Exception:  # Py4JJavaError (ClassNotFoundException), Spark Connect, ...
-        return False
-    return True
+    except Exception:  # Spark Connect has no sparkContext; a dead gateway
+        return None
+    for name in _GRAPHFRAMES_CLASSES:
+        try:
+            return loader.loadClass(name).getDeclaredConstructor().newInstance()
+        except Exception:  # Py4JJavaError wrapping ClassNotFoundException
+            continue
+    return None
 
 
 def materialise(df: DataFrame, *, reliable: bool | None = None) -> DataFrame:
@@ -154,12 +174,12 @@ def connected_components(
     built-in algorithm has not converged after ``max_iter`` rounds or a labelling fails the
     final check.
 
-    >>> from kyc.graph.spark import spark_session   # doctest: +SKIP
-    >>> spark = spark_session()                       # doctest: +SKIP
-    >>> e = spark.createDataFrame([(1, 2), (2, 3), (7, 8)], "src long, dst long")  # doctest: +SKIP
-    >>> sorted(connected_components(e).labels.collect())  # doctest: +SKIP
-    [Row(id=1, component=1), Row(id=2, component=1), Row(id=3, component=1),
-     Row(id=7, component=7), Row(id=8, component=7)]
+    Example (needs a running session)::
+
+        spark = kyc.graph.spark.spark_session()
+        e = spark.createDataFrame([(1, 2), (2, 3), (7, 8)], "src long, dst long")
+        connected_components(e, algorithm="builtin").labels.collect()
+        # ids 1, 2, 3 -> component 1; ids 7, 8 -> component 7
     """
     from pyspark.sql import functions as F
 
@@ -271,13 +291,17 @@ def _graphframes(
             "spark.sparkContext.setCheckpointDir(...) (kyc.graph.spark.spark_session sets one)")
     vertices = (edges.select(F.col("src").alias("id"))
                 .union(edges.select(F.col("dst").alias("id"))).distinct())
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None  # has_graphframes checked it
-    api = jvm.org.graphframes.GraphFramePythonAPI()
+    api = _graphframes_api(spark)
+    if api is None:
+        raise ConfigError("GraphFrames is not on this Spark session")
     graph = api.createGraph(vertices._jdf, edges._jdf)
-    cc = graph.connectedComponents().setAlgorithm("graphframes")
+    cc = graph.connectedComponents()
+    try:  # GraphFrames >= 0.11 names its large-star/small-star scheme "two_phase"
+        cc = cc.setAlgorithm("two_phase")
+    except Exception:
+        cc = cc.setAlgorithm("graphframes")
     cc = cc.setCheckpointInterval(int(checkpoint_interval))
-    try:  # GraphFrames >= 0.9 caps the rounds; older versions have no setter
+    try:  # not every release has the setter (and "two_phase" does not need it)
         cc = cc.setMaxIter(int(max_iter))
     except Exception:
         log.debug("this GraphFrames version has no setMaxIter")
