@@ -19,7 +19,7 @@ embeddings, and raw dlib embeddings are not unit length (norms 1.18-1.66, mean 1
 distances are roughly the raw ones divided by 1.4, and the ranking can differ slightly
 from raw-distance ranking. Thresholds for this index are calibrated on unit-vector
 distances by ``benchmarks/face_calibrate.py`` (for dlib on LFW: 0.380 at FMR 1e-3, 0.420
-at 1e-2, 0.347 at 1e-4; see ``benchmarks/results_face.md``), or on your own data with
+at 1e-2, 0.347 at 1e-4; see ``benchmarks/RESULTS.md``), or on your own data with
 :func:`kyc.calibrate.calibrate`.
 
 Privacy. The index holds embeddings (biometric templates) and subject ids, never an image.

@@ -31,7 +31,7 @@ Cues (all pure numpy/OpenCV, a few milliseconds each):
     would occupy (the face box x3.2): how many of the four sides carry one.
 
 Which cues enter the default fusion is decided by ``benchmarks/pad_eval.py`` (a cue is kept
-only where it measurably helps; see ``benchmarks/results_pad.md``).
+only where it measurably helps; see ``benchmarks/RESULTS.md``).
 
 >>> import numpy as np
 >>> grey = np.full((200, 160, 3), 128, np.uint8)
@@ -96,7 +96,7 @@ class CueLimits:
 DEFAULT_LIMITS: Mapping[str, CueLimits] = MappingProxyType(
     {
         # median b* of the central face; calibration half of replay_2019: live >= -0.3,
-        # replayed <= -11.6 (benchmarks/results_pad.md); the ramp sits in that gap
+        # replayed <= -11.6 (benchmarks/RESULTS.md); the ramp sits in that gap
         "colour_cast": CueLimits(none=-3.0, full=-9.0),
         "black_level": CueLimits(none=60.0, full=90.0),  # 2nd-percentile luminance, 0..255
         "specular": CueLimits(none=0.03, full=0.12),  # share of clipped colourless pixels

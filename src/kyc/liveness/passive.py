@@ -30,7 +30,7 @@ What is a result and what is an exception:
   ``face_box`` or option raises :class:`~kyc.errors.ConfigError`.
 
 The shipped threshold and the cues in the default fusion come from
-``benchmarks/pad_eval.py`` (see :data:`OPERATING_POINT` and ``benchmarks/results_pad.md``).
+``benchmarks/pad_eval.py`` (see :data:`OPERATING_POINT` and ``benchmarks/RESULTS.md``).
 
 One :class:`PassiveLiveness` may be shared by threads: models load once under a lock, the
 onnxruntime sessions are thread-safe, and the detector keeps one OpenCV instance per thread.
