@@ -30,17 +30,14 @@ from __future__ import annotations
 
 import atexit
 import io
-import json
 import os
-import resource
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import atheris  # type: ignore[import-not-found,import-untyped,unused-ignore]
 import numpy as np
+from _harness import Tally
 
 with atheris.instrument_imports(include=["kyc", "PIL"]):
     # Pillow is imported lazily by kyc.image: import its decoders here so they are
@@ -233,57 +230,6 @@ def check_one(data: bytes) -> str:
     return f"{what} decoded"
 
 
-def _where(exc: BaseException) -> str:
-    """``file:line`` of the innermost kyc frame of a traceback (the library's own code)."""
-    import traceback
-
-    frames = traceback.extract_tb(exc.__traceback__)
-    mine = [f for f in frames if "/kyc/" in f.filename.replace(os.sep, "/")]
-    chosen = mine or list(frames)
-    if not chosen:
-        return "?"
-    f = chosen[-1]
-    return f"{Path(f.filename).name}:{f.lineno} ({f.name})"
-
-
-class _Tally:
-    """Counts outcomes by type and writes the JSON summary (counting mode)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.inputs = 0
-        self.outcomes: Counter[str] = Counter()
-        self.failures: Counter[str] = Counter()
-        self.examples: dict[str, str] = {}
-        self.start = time.monotonic()
-
-    def one(self, data: bytes) -> None:
-        self.inputs += 1
-        try:
-            self.outcomes[check_one(data)] += 1
-        except Exception as exc:  # counted, not raised: the run goes on
-            key = f"{type(exc).__module__}.{type(exc).__name__} at {_where(exc)}"
-            self.failures[key] += 1
-            self.examples.setdefault(key, f"{str(exc)[:200]!r} input={data[:256].hex()}")
-        if self.inputs % 1000 == 0:
-            self.write()
-
-    def write(self) -> None:
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        summary = {
-            "target": "load_image",
-            "inputs": self.inputs,
-            "seconds": round(time.monotonic() - self.start, 1),
-            "outcomes": dict(self.outcomes),
-            "failures": dict(self.failures),
-            "examples": self.examples,
-            "peak_rss_mb": round(peak_kb / 1024, 1),
-        }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=1))
-        os.replace(tmp, self.path)
-
-
 def _strict(data: bytes) -> None:
     check_one(data)  # the outcome string is not for libFuzzer (a return value means "reject")
 
@@ -297,7 +243,7 @@ def main(argv: list[str]) -> None:
         return
     summary = os.environ.get("KYC_FUZZ_SUMMARY")
     if summary:
-        tally = _Tally(Path(summary))
+        tally = Tally(Path(summary), "load_image", check_one)
         atexit.register(tally.write)
         atheris.Setup(argv, tally.one)
     else:

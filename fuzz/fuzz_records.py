@@ -27,13 +27,9 @@ for counting mode).
 from __future__ import annotations
 
 import atexit
-import json
 import os
-import resource
 import sys
 import tempfile
-import time
-from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +37,7 @@ from typing import Any
 
 import atheris  # type: ignore[import-not-found,import-untyped,unused-ignore]
 import numpy as np
+from _harness import Tally
 
 with atheris.instrument_imports(include=["kyc"]):
     from kyc.errors import ConfigError, InvalidRecord
@@ -255,57 +252,9 @@ def check_one(data: bytes) -> None:
             return
 
 
-def _where(exc: BaseException) -> str:
-    """``file:line`` of the innermost kyc frame of a traceback (the library's own code)."""
-    import traceback
-
-    frames = traceback.extract_tb(exc.__traceback__)
-    mine = [f for f in frames if "/kyc/" in f.filename.replace(os.sep, "/")]
-    chosen = mine or list(frames)
-    if not chosen:
-        return "?"
-    f = chosen[-1]
-    return f"{Path(f.filename).name}:{f.lineno} ({f.name})"
-
-
-class _Tally:
-    """Counts outcomes by type and writes the JSON summary (counting mode)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.inputs = 0
-        self.by_mode: Counter[str] = Counter()
-        self.failures: Counter[str] = Counter()
-        self.examples: dict[str, str] = {}
-        self.start = time.monotonic()
-
-    def one(self, data: bytes) -> None:
-        self.inputs += 1
-        mode = ("mapping", "csv", "parquet", "add_many", "add")[data[0] % 5] if data else "-"
-        self.by_mode[mode] += 1
-        try:
-            check_one(data)
-        except Exception as exc:  # counted, not raised: the run goes on
-            key = f"{mode}: {type(exc).__module__}.{type(exc).__name__} at {_where(exc)}"
-            self.failures[key] += 1
-            self.examples.setdefault(key, f"{str(exc)[:200]!r} input={data[:256].hex()}")
-        if self.inputs % 1000 == 0:
-            self.write()
-
-    def write(self) -> None:
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        summary = {
-            "target": "records",
-            "inputs": self.inputs,
-            "seconds": round(time.monotonic() - self.start, 1),
-            "by_mode": dict(self.by_mode),
-            "failures": dict(self.failures),
-            "examples": self.examples,
-            "peak_rss_mb": round(peak_kb / 1024, 1),
-        }
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=1))
-        os.replace(tmp, self.path)
+def _mode(data: bytes) -> str:
+    """The input's mode: the first byte picks one of five ways in."""
+    return ("mapping", "csv", "parquet", "add_many", "add")[data[0] % 5] if data else "-"
 
 
 def make_corpus(folder: Path, data_dir: Path | None = None) -> list[Path]:
@@ -340,7 +289,7 @@ def main(argv: list[str]) -> None:
         return
     summary = os.environ.get("KYC_FUZZ_SUMMARY")
     if summary:
-        tally = _Tally(Path(summary))
+        tally = Tally(Path(summary), "records", check_one, _mode)
         atexit.register(tally.write)
         atheris.Setup(argv, tally.one)
     else:
