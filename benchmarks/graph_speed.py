@@ -2,23 +2,33 @@
 
     nice -n 10 python benchmarks/graph_speed.py --sizes 100000,1000000
 
-Both pipelines take the same hashed applications (``kyc.graph.synth`` data, hashed once into
-a SQLite store by ``graph_common.synth_store`` and loaded before the clock starts) and compute
-the same thing: applicants linked through shared identifiers with the hub cap (identifiers
-held by more than ``hub_degree_cap`` applicants link nobody) and the evidence rule (summed role
-evidence >= ``link_threshold``), then connected components. Their partitions are compared and
-must be identical.
+Both pipelines compute the same thing from the same hashed applications
+(``kyc.graph.synth`` data, hashed once into a SQLite store by ``graph_common.synth_store``):
+applicants linked through shared identifiers with the hub cap (identifiers held by more than
+``hub_degree_cap`` applicants link nobody) and the evidence rule (summed role evidence >=
+``link_threshold``), then connected components. Their partitions are compared (by digest,
+computed after the clock stops) and must be identical.
 
-* **naive**: the textbook way, networkx: collect each identifier's holders, project onto an
-  applicant-applicant ``nx.Graph`` (one edge per pair sharing a non-hub identifier, evidence
-  accumulated on the edge), keep edges meeting the evidence rule, ``nx.connected_components``.
-* **kyc**: ``build_graph`` (integer-coded bipartite arrays) + ``candidate_pairs`` (vectorised
-  pair enumeration per identifier degree) + ``linked_components`` (scipy csgraph).
+Two framings, each timed for both sides:
+
+* **store** (the primary figure): the clock starts with the SQLite file on disk and stops at
+  the partition. naive reads the links with one SQL join, streaming rows into per-identifier
+  holder dicts, projects onto an applicant-applicant ``nx.Graph`` (one edge per pair sharing a
+  non-hub identifier, evidence accumulated on the edge), keeps the edges meeting the evidence
+  rule and runs ``nx.connected_components``. kyc reads the store's persisted columns
+  (``SQLiteStore.columns``: integer-coded arrays the store keeps beside its rows), then
+  ``graph_from_columns`` + ``candidate_pairs`` (vectorised pair enumeration per identifier
+  degree) + ``linked_components`` (scipy csgraph). The one-time cost of building the columns
+  from the rows is reported separately (``columns_build_s``).
+* **objects**: both start from the same list of ``HashedApplication`` objects, loaded before
+  the clock. naive builds its holder dicts from them; kyc factorises them with
+  ``columns_from_apps`` + ``graph_from_columns``; then the same link stages. This is where a
+  caller holding Python objects starts, and the string factorisation bounds the gain.
 
 Each pipeline runs in a fresh child process, twice: once for wall time (``--repeat`` runs in
 the child, the best reported, since the shared machine's load moves single runs by 2x), once
-under ``tracemalloc`` for peak allocated bytes. Peak RSS growth over the post-load RSS is
-reported too. ``FraudGraph.scan()`` (the full ring pipeline: reading the store, components,
+under ``tracemalloc`` for peak allocated bytes. Peak RSS growth over the post-start RSS is
+reported too. ``FraudGraph.scan()`` (the full ring pipeline: store columns, components,
 Leiden communities, FRAUDAR density, scoring) is timed once as well for context; the naive
 side has no equivalent of its community and scoring stages.
 """
@@ -61,7 +71,7 @@ def _partition_digest(groups: list[list[str]]) -> tuple[str, list[int]]:
 
 
 def naive_ingest(apps: list[Any]) -> tuple[dict[str, None], dict[str, dict[str, int]]]:
-    """Holders of every identifier (applicant -> role bits), as dicts."""
+    """Holders of every identifier (applicant -> role bits), as dicts, from objects."""
     from kyc.graph.build import ROLES
 
     bit = {r: 1 << i for i, r in enumerate(ROLES)}
@@ -79,8 +89,30 @@ def naive_ingest(apps: list[Any]) -> tuple[dict[str, None], dict[str, dict[str, 
     return applicants, holders
 
 
+def naive_ingest_sql(path: Path) -> tuple[dict[str, None], dict[str, dict[str, int]]]:
+    """The same holder dicts, streamed from the store's tables with plain SQL."""
+    import sqlite3
+
+    from kyc.graph.build import ROLES
+
+    bit = {r: 1 << i for i, r in enumerate(ROLES)}
+    holders: dict[str, dict[str, int]] = defaultdict(dict)
+    con = sqlite3.connect(path)
+    try:
+        applicants = dict.fromkeys(a for (a,) in con.execute(
+            "SELECT applicant FROM applications ORDER BY seq"))
+        for app, tok, role in con.execute(
+                "SELECT a.applicant, l.token, l.role FROM links l "
+                "JOIN applications a ON a.seq = l.app_seq"):
+            d = holders[tok]
+            d[app] = d.get(app, 0) | bit[role]
+    finally:
+        con.close()
+    return applicants, holders
+
+
 def naive_link(applicants: dict[str, None], holders: dict[str, dict[str, int]]
-               ) -> list[list[str]]:
+               ) -> list[set[str]]:
     """Project onto an applicant-applicant networkx graph, evidence rule, components."""
     import networkx as nx
 
@@ -101,56 +133,77 @@ def naive_link(applicants: dict[str, None], holders: dict[str, dict[str, int]]
                 g.add_edge(a, b, ev=ev)
     weak = [(a, b) for a, b, ev in g.edges(data="ev") if ev < cfg.threshold_units]
     g.remove_edges_from(weak)
-    return [list(c) for c in nx.connected_components(g)]
+    return list(nx.connected_components(g))
 
 
-def kyc_link(g: Any) -> list[list[str]]:
-    """candidate_pairs + linked_components on the bipartite arrays, groups of tokens."""
+def kyc_link(g: Any) -> Any:
+    """candidate_pairs + linked_components on the bipartite arrays: a label per applicant."""
     from kyc.graph.build import GraphConfig, candidate_pairs, linked_components
 
-    labels = linked_components(g, candidate_pairs(g, GraphConfig()))
+    return linked_components(g, candidate_pairs(g, GraphConfig()))
+
+
+def kyc_groups(g: Any, labels: Any) -> list[list[str]]:
+    """Label array -> groups of applicant tokens (after the clock, for the digest)."""
     order = np.argsort(labels, kind="stable")
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
-    apps = g.applicants
-    return [[apps[i] for i in part] for part in np.split(order, bounds)]
+    tokens = list(g.applicants)
+    return [[tokens[i] for i in part] for part in np.split(order, bounds)]
+
+
+MODES = ("kyc", "naive", "kyc-objects", "naive-objects", "kyc-scan")
 
 
 def child(mode: str, store: Path, trace: bool, repeat: int = 1) -> dict[str, Any]:
-    """Load the store, run one pipeline ``repeat`` times (best run reported; once when
-    tracing), report time per stage, memory and the partition digest."""
+    """Run one pipeline ``repeat`` times (best run reported; once when tracing), report time
+    per stage, memory and the partition digest."""
     import networkx  # noqa: F401 - imported before the clock for both sides
     import scipy.sparse.csgraph  # noqa: F401
 
-    from kyc.graph.build import build_graph
+    from kyc.graph.build import build_graph  # noqa: F401 - imports before the clock
+    from kyc.graph.columns import columns_from_apps, graph_from_columns
     from kyc.graph.fraudgraph import FraudGraph
     from kyc.graph.store import SQLiteStore
 
-    st = SQLiteStore(store)
-    apps = list(st.applications())
-    st.close()
+    apps: list[Any] = []
+    if mode.endswith("-objects"):
+        st = SQLiteStore(store)
+        apps = list(st.applications())
+        st.close()
     rss0 = _rss_mb()
     runs: list[tuple[float, float]] = []
-    groups: list[list[str]] = []
+    result: Any = None
     traced = None
-    for k in range(1 if trace else repeat):
+    for _ in range(1 if trace else repeat):
+        result = None
         if trace:
             tracemalloc.start()
         t0 = time.perf_counter()
         if mode == "naive":
+            applicants, holders = naive_ingest_sql(store)
+            t1 = time.perf_counter()
+            result = ("sets", naive_link(applicants, holders))
+            del applicants, holders
+        elif mode == "naive-objects":
             applicants, holders = naive_ingest(apps)
             t1 = time.perf_counter()
-            groups = naive_link(applicants, holders)
+            result = ("sets", naive_link(applicants, holders))
             del applicants, holders
         elif mode == "kyc":
-            g = build_graph(apps)
+            st = SQLiteStore(store)
+            g = graph_from_columns(st.columns(refresh=False))
+            st.close()
             t1 = time.perf_counter()
-            groups = kyc_link(g)
-            del g
+            result = ("labels", g, kyc_link(g))
+        elif mode == "kyc-objects":
+            g = graph_from_columns(columns_from_apps(apps))
+            t1 = time.perf_counter()
+            result = ("labels", g, kyc_link(g))
         elif mode == "kyc-scan":
             fg = FraudGraph(BENCH_SECRET, store=store)
             t1 = time.perf_counter()
             rings = fg.scan()
-            groups = [list(r.members) for r in rings]
+            result = ("sets", [set(r.members) for r in rings])
             fg.close()
         else:
             raise SystemExit(f"unknown mode {mode}")
@@ -159,16 +212,47 @@ def child(mode: str, store: Path, trace: bool, repeat: int = 1) -> dict[str, Any
         if trace:
             traced = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
-        if k + 1 < repeat:
-            groups = []
     best = min(runs, key=lambda r: r[0] + r[1])
+    peak = peak_rss_mb()
+    groups = [list(c) for c in result[1]] if result[0] == "sets" else \
+        kyc_groups(result[1], result[2])
     digest, sizes = _partition_digest(groups)
     return {"mode": mode, "seconds": best[0] + best[1], "ingest_s": best[0], "link_s": best[1],
             "runs_s": [round(a + b, 3) for a, b in runs],
-            "traced_peak_mb": traced, "rss_after_load_mb": rss0, "peak_rss_mb": peak_rss_mb(),
-            "rss_growth_mb": peak_rss_mb() - rss0, "n_applications": len(apps),
-            "digest": digest, "n_groups": len(sizes), "largest": sizes[:5],
-            "groups_ge3": sum(1 for s in sizes if s >= 3)}
+            "traced_peak_mb": traced, "rss_after_start_mb": rss0, "peak_rss_mb": peak,
+            "rss_growth_mb": peak - rss0, "digest": digest, "n_groups": len(sizes),
+            "largest": sizes[:5], "groups_ge3": sum(1 for s in sizes if s >= 3)}
+
+
+def prepare_columns(path: Path, rebuild: bool) -> dict[str, Any]:
+    """Make sure the store has persisted columns; time their build from the rows when made."""
+    import sqlite3
+
+    from kyc.graph.store import SQLiteStore
+
+    if rebuild:
+        con = sqlite3.connect(path)
+        with con:
+            con.execute("DELETE FROM meta WHERE key = 'kyc:columns'")
+            con.execute("DROP TABLE IF EXISTS column_parts")
+        con.execute("VACUUM")
+        con.close()
+    st = SQLiteStore(path)
+    try:
+        had = st.get_meta("kyc:columns") is not None
+        t0 = time.perf_counter()
+        st.columns(refresh=True)
+        took = time.perf_counter() - t0
+    finally:
+        st.close()
+    return {"columns_build_s": None if had else took, "columns_present_before": had}
+
+
+def _ratio(num: dict[str, Any], den: dict[str, Any], key: str) -> float | None:
+    if num.get("status") != "ok" or den.get("status") != "ok":
+        return None
+    a, b = num.get(key), den.get(key)
+    return a / b if isinstance(a, int | float) and isinstance(b, int | float) and b else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,21 +263,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store-dir", type=Path, default=ROOT / "benchmarks/out/graph_stores")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/graph_speed.json")
     ap.add_argument("--timeout", type=float, default=3600.0)
-    ap.add_argument("--child", choices=["naive", "kyc", "kyc-scan"])
+    ap.add_argument("--child", choices=MODES)
     ap.add_argument("--store", type=Path)
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--repeat", type=int, default=3,
                     help="timed runs per child (the best is reported)")
+    ap.add_argument("--rebuild-columns", action="store_true",
+                    help="drop the stores' persisted columns first and time their rebuild")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="pipelines to run (comma-separated subset of %(default)s)")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.store, args.trace, args.repeat)))
         return 0
 
+    modes = [m for m in args.modes.split(",") if m]
     results = []
     for n in [int(x) for x in args.sizes.split(",") if x]:
         info = synth_store(n, args.seed, args.store_dir)
-        row: dict[str, Any] = {"n_applications": n}
-        for mode in ("kyc", "naive", "kyc-scan"):
+        row: dict[str, Any] = {"n_applications": n, **prepare_columns(info["path"],
+                                                                       args.rebuild_columns)}
+        print(f"n={n}: columns build {row['columns_build_s']} s", flush=True)
+        for mode in modes:
             base = [python(), str(Path(__file__).resolve()), "--child", mode,
                     "--store", str(info["path"])]
             reps = 1 if mode == "kyc-scan" else args.repeat
@@ -201,40 +292,52 @@ def main(argv: list[str] | None = None) -> int:
             traced = run_child([*base, "--trace"], timeout=args.timeout) \
                 if mode != "kyc-scan" else {}
             row[mode] = {"timed": timed, "traced": traced}
-            print(f"n={n} {mode}: {timed.get('status')} {timed.get('seconds')} s, "
-                  f"rss growth {timed.get('rss_growth_mb')} MB, traced peak "
-                  f"{traced.get('traced_peak_mb')} MB", flush=True)
-        k, nv = row["kyc"]["timed"], row["naive"]["timed"]
-        kt, nt = row["kyc"]["traced"], row["naive"]["traced"]
-        if k.get("status") == "ok" and nv.get("status") == "ok":
-            row["same_partition"] = k["digest"] == nv["digest"]
-            row["speedup"] = nv["seconds"] / k["seconds"]
-            row["link_speedup"] = nv["link_s"] / k["link_s"]
-            row["rss_growth_ratio"] = k["rss_growth_mb"] / nv["rss_growth_mb"]
-        if kt.get("status") == "ok" and nt.get("status") == "ok":
-            row["traced_ratio"] = kt["traced_peak_mb"] / nt["traced_peak_mb"]
+            print(f"n={n} {mode}: {timed.get('status')} {timed.get('seconds')} s "
+                  f"(runs {timed.get('runs_s')}), rss growth {timed.get('rss_growth_mb')} MB, "
+                  f"traced peak {traced.get('traced_peak_mb')} MB", flush=True)
+        for framing, k_mode, n_mode in (("store", "kyc", "naive"),
+                                        ("objects", "kyc-objects", "naive-objects")):
+            if k_mode not in row or n_mode not in row:
+                continue
+            k, nv = row[k_mode], row[n_mode]
+            row[framing] = {
+                "same_partition": (k["timed"].get("digest") == nv["timed"].get("digest")
+                                   and k["timed"].get("status") == "ok"),
+                "speedup": _ratio(nv["timed"], k["timed"], "seconds"),
+                "link_speedup": _ratio(nv["timed"], k["timed"], "link_s"),
+                "traced_ratio": _ratio(k["traced"], nv["traced"], "traced_peak_mb"),
+                "rss_growth_ratio": _ratio(k["timed"], nv["timed"], "rss_growth_mb"),
+            }
         results.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    print("\n| applications | same partition | naive s (ingest + link) | kyc s (ingest + link) "
-          "| speedup end to end | speedup link stage | naive traced MB | kyc traced MB "
-          "| memory kyc/naive | RSS growth naive / kyc MB | kyc full scan() s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def f(v: Any, spec: str = ".2f") -> str:
+        return format(v, spec) if isinstance(v, int | float) else str(v)
+
+    print("\n| applications | framing | same partition | naive s (read + link) "
+          "| kyc s (read + link) | speedup | naive / kyc traced MB | memory kyc / naive "
+          "| RSS growth naive / kyc MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        k, nv, sc = r["kyc"], r["naive"], r["kyc-scan"]["timed"]
-
-        def g(d: dict[str, Any], key: str) -> str:
-            v = d.get(key)
-            return f"{v:.2f}" if isinstance(v, float) else str(v)
-
-        kt, nt = k["timed"], nv["timed"]
-        print(f"| {r['n_applications']:,} | {r.get('same_partition')} | "
-              f"{g(nt, 'seconds')} ({g(nt, 'ingest_s')} + {g(nt, 'link_s')}) | "
-              f"{g(kt, 'seconds')} ({g(kt, 'ingest_s')} + {g(kt, 'link_s')}) | "
-              f"{r.get('speedup', float('nan')):.1f}x | {r.get('link_speedup', float('nan')):.1f}x"
-              f" | {g(nv['traced'], 'traced_peak_mb')} | {g(k['traced'], 'traced_peak_mb')} | "
-              f"{r.get('traced_ratio', float('nan')):.3f} | "
-              f"{g(nt, 'rss_growth_mb')} / {g(kt, 'rss_growth_mb')} | {g(sc, 'seconds')} |")
+        for framing, k_mode, n_mode in (("store", "kyc", "naive"),
+                                        ("objects", "kyc-objects", "naive-objects")):
+            if framing not in r:
+                continue
+            kt, nt = r[k_mode]["timed"], r[n_mode]["timed"]
+            fr = r[framing]
+            print(f"| {r['n_applications']:,} | {framing} | {fr['same_partition']} | "
+                  f"{f(nt.get('seconds'))} ({f(nt.get('ingest_s'))} + {f(nt.get('link_s'))}) | "
+                  f"{f(kt.get('seconds'))} ({f(kt.get('ingest_s'))} + {f(kt.get('link_s'))}) | "
+                  f"{f(fr['speedup'], '.1f')}x | "
+                  f"{f(r[n_mode]['traced'].get('traced_peak_mb'), '.1f')} / "
+                  f"{f(r[k_mode]['traced'].get('traced_peak_mb'), '.1f')} | "
+                  f"{f(fr['traced_ratio'], '.3f')} | "
+                  f"{f(nt.get('rss_growth_mb'), '.0f')} / {f(kt.get('rss_growth_mb'), '.0f')} |")
+        if "kyc-scan" in r:
+            print(f"  n={r['n_applications']:,}: full FraudGraph.scan() "
+                  f"{f(r['kyc-scan']['timed'].get('seconds'))} s; columns build "
+                  f"{f(r['columns_build_s'])} s")
     return 0
 
 

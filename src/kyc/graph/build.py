@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
@@ -332,7 +332,9 @@ class BipartiteGraph:
     """Integer-coded applicant x identifier graph (identifiers held by >= 2 applicants).
 
     Attributes:
-        applicants: applicant tokens; position = applicant code.
+        applicants: applicant tokens; position = applicant code (a list from
+            :func:`build_graph`, a lazily decoded :class:`~kyc.graph.columns.TokenView` from
+            :func:`~kyc.graph.columns.graph_from_columns`).
         identifiers: identifier tokens; position = identifier code.
         kind: per identifier, index into :data:`KINDS`.
         degree: per identifier, number of distinct applicants holding it (>= 2).
@@ -346,8 +348,8 @@ class BipartiteGraph:
         n_singleton_links: (applicant, identifier) links dropped with them.
     """
 
-    applicants: list[str]
-    identifiers: list[str]
+    applicants: Sequence[str]
+    identifiers: Sequence[str]
     kind: npt.NDArray[np.int8]
     degree: I32
     edge_app: I32

@@ -44,23 +44,26 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
 from kyc.errors import ConfigError, InvalidRecord
 from kyc.graph.build import (
     ROLES,
+    BipartiteGraph,
     GraphConfig,
     build_graph,
     candidate_pairs,
     linked_components,
 )
 from kyc.graph.cluster import UnionFind
+from kyc.graph.columns import TokenView, graph_from_columns
 from kyc.graph.identifiers import IdentifierHasher, IdKind
 from kyc.graph.records import (
     Application,
@@ -569,7 +572,7 @@ class FraudGraph:
         components are analysed. Returns the rings, highest score first.
         """
         with self._lock:
-            return _batch_rings(self._store.applications(), self.config, set(self._fraud),
+            return _batch_rings(_store_graph(self._store), self.config, set(self._fraud),
                                 progress=progress)
 
     def report(self, applicant_id: str) -> RingReport:
@@ -745,16 +748,36 @@ class FraudGraph:
 # --- batch path ----------------------------------------------------------------------------
 
 
+def _take(seq: Sequence[str], positions: npt.NDArray[Any]) -> list[str]:
+    """Items of a token sequence at ``positions`` (vectorised for a :class:`TokenView`)."""
+    if isinstance(seq, TokenView):
+        return seq.take(positions)
+    return [seq[i] for i in positions.tolist()]
+
+
+def _store_graph(store: Store) -> BipartiteGraph:
+    """The bipartite graph of everything in ``store``: from its columnar form when it has one
+    (:meth:`~kyc.graph.store.SQLiteStore.columns`), else from its application objects."""
+    columns = getattr(store, "columns", None)
+    if callable(columns):
+        try:
+            return graph_from_columns(columns())
+        except ConfigError:
+            pass  # a token numpy cannot hold as bytes (ends in NUL): the object path can
+    return build_graph(store.applications())
+
+
 def _batch_rings(
-    apps: Iterable[HashedApplication],
+    apps: Iterable[HashedApplication] | BipartiteGraph,
     config: GraphConfig,
     fraud: set[str],
     *,
     progress: Callable[[int], None] | None = None,
 ) -> list[Ring]:
-    """Rings of a set of applications, computed in batch (see :meth:`FraudGraph.scan`)."""
+    """Rings of a set of applications (or of their graph), computed in batch (see
+    :meth:`FraudGraph.scan`)."""
     cfg = config
-    g = build_graph(apps)
+    g = apps if isinstance(apps, BipartiteGraph) else build_graph(apps)
     pairs = candidate_pairs(g, cfg)
     labels = linked_components(g, pairs)
     sizes = np.bincount(labels) if labels.size else np.zeros(0, dtype=np.int64)
@@ -806,8 +829,10 @@ def _batch_rings(
     phone_edges = np.flatnonzero(g.edge_roles.astype(np.int64) & _PHONE_BIT)
     by_id = np.argsort(g.edge_id[phone_edges], kind="stable")
     owners_of: dict[str, list[str]] = {}
-    for q in phone_edges[by_id].tolist():
-        owners_of.setdefault(ids[int(e_id[q])], []).append(g.applicants[int(g.edge_app[q])])
+    q_sorted = phone_edges[by_id]
+    for tok, owner in zip(_take(ids, e_id[q_sorted]), _take(g.applicants, g.edge_app[q_sorted]),
+                          strict=True):
+        owners_of.setdefault(tok, []).append(owner)
 
     def phone_owners(tok: str) -> list[str]:
         return sorted(owners_of.get(tok, ()))

@@ -43,16 +43,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
-from kyc.errors import StoreError, StoreLocked
+from kyc.errors import ConfigError, StoreError, StoreLocked
 from kyc.graph.records import HashedApplication
+
+if TYPE_CHECKING:
+    from kyc.graph.columns import LinkColumns
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -64,6 +68,16 @@ __all__ = [
 
 #: Version of the SQLite schema this code writes; newer files are refused.
 SCHEMA_VERSION: Final = 1
+
+_log = logging.getLogger(__name__)
+
+# persisted columns (see SQLiteStore.columns): layout version, rows read per step when folding
+# in new applications, smallest fold-in worth rewriting the copy for, bytes per blob part
+# (SQLite refuses values over 1e9 bytes)
+_COLUMN_FORMAT: Final = 1
+_COLUMN_CHUNK: Final = 100_000
+_COLUMN_REFRESH_MIN: Final = 1000
+_COLUMN_PART_BYTES: Final = 1 << 27
 
 @runtime_checkable
 class Store(Protocol):
@@ -174,6 +188,19 @@ class MemoryStore:
             self._open()
             snapshot = list(self._apps)
         return iter(snapshot)
+
+    def columns(self, *, refresh: bool | None = None) -> LinkColumns:
+        """Every stored application in columnar form (:mod:`kyc.graph.columns`).
+
+        Built from the objects on each call (nothing is persisted); ``refresh`` is accepted
+        for symmetry with :meth:`SQLiteStore.columns` and ignored.
+        """
+        from kyc.graph.columns import columns_from_apps
+
+        del refresh
+        with self._lock:
+            self._open()
+            return columns_from_apps(list(self._apps), last_seq=len(self._apps))
 
     def get(self, application_id: str) -> HashedApplication | None:
         """The application with this id, or None."""
@@ -613,6 +640,187 @@ class SQLiteStore:
                 "SELECT 1 FROM applications WHERE application_id = ?", (application_id,)
             )
         )
+
+    # -- columnar form ---------------------------------------------------------------------
+
+    def columns(self, *, refresh: bool | None = None) -> LinkColumns:
+        """Every stored application in integer-coded columnar form (:mod:`kyc.graph.columns`).
+
+        The store keeps a persisted copy of the columns (table ``column_parts``, described by
+        the ``kyc:columns`` meta key) covering the applications up to some sequence number; this
+        reads that copy and folds in the applications added since, so a scan of a million
+        stored applications reads arrays instead of a million rows. The first call on a store
+        without a copy reads every row once.
+
+        ``refresh``: write the result back as the new persisted copy: ``True`` whenever
+        applications were folded in, ``False`` never (read only), ``None`` (default) when the
+        folded-in part is at least 1,000 applications or 5 % of the copy. Writing is skipped,
+        not waited for, when another writer holds the store. A copy that fails its
+        consistency checks is ignored and rebuilt from the rows (which are the source of
+        truth). Raises :class:`~kyc.errors.StoreError` when the database cannot be read.
+        """
+        from kyc.graph.columns import columns_from_apps, merge_columns
+
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: read failed: {exc}") from None
+            try:
+                head = self._columns_head()
+                damaged: str | None = None
+                base: LinkColumns | None = None
+                if head is not None:
+                    try:
+                        base = self._load_columns(head, lazy_tokens=True)
+                    except (StoreError, ValueError, KeyError, TypeError) as exc:
+                        _log.warning("store %s: ignoring its persisted columns (%s); "
+                                     "rebuilding them from the rows", self.path, exc)
+                        base = None
+                        damaged = str(head.get("gen"))
+                        head = None
+                start = base.last_seq if base is not None else 0
+                cols = base
+                n_delta = 0
+                last = start
+                while True:
+                    batch = self._fetch_seq(
+                        "a.seq IN (SELECT seq FROM applications WHERE seq > ? ORDER BY seq "
+                        "LIMIT ?)", (last, _COLUMN_CHUNK))
+                    if not batch:
+                        break
+                    last = batch[-1][0]
+                    n_delta += len(batch)
+                    part = columns_from_apps([a for _, a in batch], last_seq=last)
+                    cols = part if cols is None else merge_columns(cols, part)
+                if cols is None:
+                    cols = columns_from_apps([], last_seq=0)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"store {self.path}: read failed: {exc}") from None
+                raise
+            base_n = base.n_applications if base is not None else 0
+            want = (n_delta > 0 and (refresh is True or (
+                refresh is None and n_delta >= max(_COLUMN_REFRESH_MIN, base_n // 20))))
+            if want:
+                self._write_columns(cols, damaged)
+            return cols
+
+    def _columns_head(self) -> dict[str, Any] | None:
+        row = self._query("SELECT value FROM meta WHERE key = 'kyc:columns'")
+        if not row:
+            return None
+        head = json.loads(row[0][0])
+        if not isinstance(head, dict) or head.get("format") != _COLUMN_FORMAT:
+            return None
+        return head
+
+    def _read_array(self, gen: str, name: str, spec: list[Any]) -> Any:
+        import numpy as np
+
+        dtype, size = np.dtype(str(spec[0])), int(spec[1])
+        parts = self._query(
+            "SELECT data FROM column_parts WHERE gen = ? AND name = ? ORDER BY part",
+            (gen, name))
+        buf = parts[0][0] if len(parts) == 1 else b"".join(p[0] for p in parts)
+        if len(buf) != size * dtype.itemsize:
+            raise StoreError(f"persisted column {name!r} has {len(buf)} bytes, expected "
+                             f"{size * dtype.itemsize}")
+        return np.frombuffer(buf, dtype=dtype) if size else np.zeros(0, dtype=dtype)
+
+    @staticmethod
+    def _read_tokens(store: SQLiteStore, gen: str, spec: list[Any]) -> Any:
+        now = store._columns_head()
+        if now is None or str(now.get("gen")) != gen:
+            raise StoreError(
+                f"store {store.path}: its persisted columns were rewritten by another process "
+                "while these were in use; read them again")
+        return store._read_array(gen, "tokens", spec)
+
+    def _load_columns(self, head: dict[str, Any], *, lazy_tokens: bool) -> LinkColumns:
+        from kyc.graph.columns import LinkColumns
+
+        gen = str(head["gen"])
+        specs = head["arrays"]
+        arrays = {name: self._read_array(gen, name, spec) for name, spec in specs.items()
+                  if name != "tokens"}
+
+        def load_tokens() -> Any:
+            # columns may outlive an open store: read through a short read-only connection
+            with self._lock:
+                if self._conn is not None:
+                    return self._read_tokens(self, gen, specs["tokens"])
+            if self._memory:
+                raise StoreError("the in-memory store holding these columns' tokens is closed")
+            other = SQLiteStore(self.path, timeout=self.timeout)
+            try:
+                return self._read_tokens(other, gen, specs["tokens"])
+            finally:
+                other.close()
+
+        if not lazy_tokens:
+            arrays["tokens"] = load_tokens()
+        try:
+            return LinkColumns.from_arrays(arrays, last_seq=int(head["last_seq"]),
+                                           token_loader=load_tokens)
+        except ConfigError as exc:
+            raise StoreError(str(exc)) from None
+
+    def _write_columns(self, cols: LinkColumns, damaged: str | None = None) -> None:
+        """Persist ``cols`` as the store's columns unless a copy at least as new is there
+        already (one found damaged, generation ``damaged``, is replaced whatever it claims)."""
+        import uuid
+
+        conn = self._db()
+        try:
+            arrays = cols.arrays()
+        except StoreError as exc:
+            _log.warning("store %s: columns not persisted: %s", self.path, exc)
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                return  # another writer is busy: the copy is an optimisation, skip it
+            raise StoreError(f"store {self.path}: cannot start a write: {exc}") from None
+        try:
+            head = self._columns_head()
+            if (head is not None and str(head.get("gen")) != damaged
+                    and int(head.get("last_seq", 0)) >= cols.last_seq):
+                conn.execute("COMMIT")
+                return
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS column_parts (gen TEXT NOT NULL, name TEXT NOT "
+                "NULL, part INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (gen, name, "
+                "part))")
+            conn.execute("DELETE FROM column_parts")
+            gen = uuid.uuid4().hex
+            specs: dict[str, list[Any]] = {}
+            for name, arr in arrays.items():
+                data = arr.tobytes()
+                specs[name] = [arr.dtype.str, int(arr.size)]
+                step = max(_COLUMN_PART_BYTES - _COLUMN_PART_BYTES % max(arr.itemsize, 1), 1)
+                for k, off in enumerate(range(0, max(len(data), 1), step)):
+                    conn.execute(
+                        "INSERT INTO column_parts(gen, name, part, data) VALUES (?, ?, ?, ?)",
+                        (gen, name, k, data[off:off + step]))
+            head = {"format": _COLUMN_FORMAT, "gen": gen, "last_seq": int(cols.last_seq),
+                    "arrays": specs}
+            conn.execute("INSERT INTO meta(key, value) VALUES ('kyc:columns', ?) ON CONFLICT(key) "
+                         "DO UPDATE SET value = excluded.value", (json.dumps(head),))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                if _is_locked(exc):
+                    return
+                raise StoreError(f"store {self.path}: write failed: {exc}") from None
+            raise
 
     # -- maintenance -----------------------------------------------------------------------
 
