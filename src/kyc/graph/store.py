@@ -681,7 +681,9 @@ class SQLiteStore:
                         damaged = str(head.get("gen"))
                         head = None
                 start = base.last_seq if base is not None else 0
-                cols = base
+                # new rows are read a chunk at a time; chunks merge like a binary counter
+                # (equal-sized neighbours first), so a full rebuild costs O(n log n)
+                stack: list[LinkColumns] = []
                 n_delta = 0
                 last = start
                 while True:
@@ -692,8 +694,17 @@ class SQLiteStore:
                         break
                     last = batch[-1][0]
                     n_delta += len(batch)
-                    part = columns_from_apps([a for _, a in batch], last_seq=last)
-                    cols = part if cols is None else merge_columns(cols, part)
+                    stack.append(columns_from_apps([a for _, a in batch], last_seq=last))
+                    while (len(stack) >= 2
+                           and stack[-2].n_applications <= 2 * stack[-1].n_applications):
+                        top = stack.pop()
+                        stack.append(merge_columns(stack.pop(), top))
+                cols = base
+                delta = None
+                for part in stack:
+                    delta = part if delta is None else merge_columns(delta, part)
+                if delta is not None:
+                    cols = delta if cols is None else merge_columns(cols, delta)
                 if cols is None:
                     cols = columns_from_apps([], last_seq=0)
                 conn.execute("COMMIT")
