@@ -10,7 +10,8 @@ when a graph is built).
 Modules: :mod:`~kyc.graph.identifiers` (normalise + HMAC), :mod:`~kyc.graph.records`
 (Application schema and loading), :mod:`~kyc.graph.store` (SQLite/memory stores),
 :mod:`~kyc.graph.velocity` (multi-lender windows), :mod:`~kyc.graph.build` (bipartite graph,
-hub damping, evidence rule), :mod:`~kyc.graph.cluster` (components, Leiden CPM),
+hub damping, evidence rule), :mod:`~kyc.graph.columns` (the integer-coded columnar form a
+store persists for batch scans), :mod:`~kyc.graph.cluster` (components, Leiden CPM),
 :mod:`~kyc.graph.dense` (FRAUDAR peeling), :mod:`~kyc.graph.rings` (ring evidence and
 score), :mod:`~kyc.graph.fraudgraph` (the incremental, persistent graph),
 :mod:`~kyc.graph.render` (ring pictures), :mod:`~kyc.graph.synth` (synthetic data).
@@ -47,6 +48,9 @@ _LAZY: dict[str, str] = {
     "candidate_pairs": "kyc.graph.build",
     "linked_components": "kyc.graph.build",
     "plain_components": "kyc.graph.build",
+    "LinkColumns": "kyc.graph.columns",
+    "columns_from_apps": "kyc.graph.columns",
+    "graph_from_columns": "kyc.graph.columns",
     "UnionFind": "kyc.graph.cluster",
     "components": "kyc.graph.cluster",
     "leiden_cpm": "kyc.graph.cluster",
@@ -72,6 +76,7 @@ __all__ = [
     "IdKind",
     "IdentifierHasher",
     "Link",
+    "LinkColumns",
     "LoadResult",
     "MemoryStore",
     "PairTable",
@@ -88,8 +93,10 @@ __all__ = [
     "VelocityIndex",
     "build_graph",
     "candidate_pairs",
+    "columns_from_apps",
     "components",
     "fraudar",
+    "graph_from_columns",
     "hash_application",
     "leiden_cpm",
     "linked_components",
@@ -113,6 +120,7 @@ if TYPE_CHECKING:  # pragma: no cover
         plain_components,
     )
     from kyc.graph.cluster import UnionFind, components, leiden_cpm
+    from kyc.graph.columns import LinkColumns, columns_from_apps, graph_from_columns
     from kyc.graph.dense import DenseBlock, fraudar
     from kyc.graph.fraudgraph import BatchResult, FraudGraph
     from kyc.graph.identifiers import IdentifierHasher, IdKind, Role

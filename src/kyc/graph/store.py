@@ -28,6 +28,13 @@ Schema (version 1)::
     links(app_seq INTEGER, role TEXT, token TEXT, PRIMARY KEY(app_seq, role, token))
                                                                  index on token
     meta(key TEXT PRIMARY KEY, value TEXT)                       JSON values
+    column_parts(gen TEXT, name TEXT, part INTEGER, data BLOB)   created on first use
+
+``column_parts`` (described by the ``kyc:columns`` meta key) holds a derived, columnar copy of
+the applications up to some sequence number (:meth:`SQLiteStore.columns`,
+:mod:`kyc.graph.columns`): integer-coded numpy arrays that batch scans read instead of every
+row. The rows stay the source of truth: a damaged copy is ignored and rebuilt, and older kyc
+versions that do not know the table ignore it.
 
 >>> from kyc.graph.records import HashedApplication
 >>> s = MemoryStore()
