@@ -46,6 +46,7 @@ from kyc.graph.build import _KIND_CODE, _ROLE_BIT, ROLES, BipartiteGraph
 from kyc.graph.records import HashedApplication
 
 __all__ = [
+    "ColumnsBuilder",
     "LinkColumns",
     "TokenView",
     "columns_from_apps",
@@ -74,11 +75,14 @@ ARRAYS: dict[str, str] = {
 
 def _encode(strings: Sequence[str], what: str) -> Bytes:
     """UTF-8 fixed-width bytes; refuses strings numpy could not give back unchanged."""
-    raw = [s.encode("utf-8") for s in strings]
-    if any(b.endswith(b"\x00") for b in raw):
-        raise ConfigError(f"a {what} ends with a NUL character and cannot be stored in columns")
-    if not raw:
+    if not strings:
         return np.zeros(0, dtype="S1")
+    joined = "\x01".join(strings)
+    if joined.endswith("\x00") or "\x00\x01" in joined:
+        raise ConfigError(f"a {what} ends with a NUL character and cannot be stored in columns")
+    if joined.isascii():  # the common case (hex tokens): numpy converts in C
+        return np.asarray(strings, dtype=np.str_).astype(np.bytes_)
+    raw = [s.encode("utf-8") for s in strings]
     return np.asarray(raw, dtype=f"S{max(1, max(len(b) for b in raw))}")
 
 
@@ -252,47 +256,145 @@ def _edges_from(app_code: I64, tok_code: I64, role_bits: I64, n_tokens: int
     return (ukey // n).astype(np.int32), (ukey % n).astype(np.int32), roles
 
 
+class ColumnsBuilder:
+    """Builds :class:`LinkColumns` from applications fed in chunks, with one token dictionary.
+
+    Feeding a million applications as ten chunks costs the same as one call of
+    :func:`columns_from_apps` (no merging), while only one chunk of objects is alive at a
+    time. A repeated ``application_id`` is read once (the first).
+    """
+
+    def __init__(self) -> None:
+        self._code: dict[str, int] = {}
+        self._seen: set[str] = set()
+        self._app_ids: list[str] = []
+        self._app_applicant: list[I32] = []
+        self._app_ts: list[I64] = []
+        self._app_thin: list[npt.NDArray[np.int8]] = []
+        self._e_app: list[I32] = []
+        self._e_tok: list[I32] = []
+        self._e_bits: list[npt.NDArray[np.int16]] = []
+
+    def add(self, apps: Iterable[HashedApplication]) -> None:
+        """Fold in ``apps``. Raises :class:`~kyc.errors.ConfigError` on an unknown link role
+        (nothing of that chunk is kept)."""
+        seen = self._seen
+        items = []
+        for h in apps:
+            if h.application_id not in seen:
+                items.append(h)
+        # a chunk repeating an id within itself keeps the first copy
+        if len({h.application_id for h in items}) != len(items):
+            first: dict[str, HashedApplication] = {}
+            for h in items:
+                first.setdefault(h.application_id, h)
+            items = list(first.values())
+        try:
+            bits = np.array([_ROLE_BIT[r] for h in items for r, _ in h.links], dtype=np.int16)
+        except KeyError as exc:
+            raise ConfigError(f"unknown link role {exc.args[0]!r}; expected one of "
+                              f"{', '.join(ROLES)}") from None
+        code = self._code
+        put = code.setdefault
+        applicant = np.array([put(h.applicant, len(code)) for h in items], dtype=np.int32)
+        counts = np.array([len(h.links) for h in items], dtype=np.int64)
+        self._e_tok.append(np.array([put(t, len(code)) for h in items for _, t in h.links],
+                                    dtype=np.int32))
+        self._e_app.append(np.repeat(applicant, counts))
+        self._e_bits.append(bits)
+        self._app_applicant.append(applicant)
+        self._app_ts.append(np.array([h.ts for h in items], dtype=np.int64))
+        self._app_thin.append(np.array([-1 if h.thin_file is None else int(bool(h.thin_file))
+                                        for h in items], dtype=np.int8))
+        ids = [h.application_id for h in items]
+        self._app_ids.extend(ids)
+        seen.update(ids)
+
+    def add_rows(self, app_rows: Sequence[tuple[Any, ...]],
+                 link_rows: Sequence[tuple[Any, ...]]) -> None:
+        """Fold in applications given as store rows, without building objects.
+
+        ``app_rows``: ``(seq, application_id, applicant, ts, thin_file or None)`` with
+        increasing ``seq``; ``link_rows``: ``(app_seq, role, token)`` of those applications.
+        Links of an ``app_seq`` not in ``app_rows`` are ignored. Raises
+        :class:`~kyc.errors.ConfigError` on an unknown link role.
+        """
+        seen = self._seen
+        rows = [r for r in app_rows if r[1] not in seen]
+        if len({r[1] for r in rows}) != len(rows):
+            first: dict[str, tuple[Any, ...]] = {}
+            for r in rows:
+                first.setdefault(r[1], r)
+            rows = list(first.values())
+        seqs = np.array([r[0] for r in rows], dtype=np.int64)
+        if seqs.size and np.any(np.diff(seqs) <= 0):
+            raise ConfigError("application rows must come in increasing seq order")
+        try:
+            bits = np.array([_ROLE_BIT[r[1]] for r in link_rows], dtype=np.int16)
+        except KeyError as exc:
+            raise ConfigError(f"unknown link role {exc.args[0]!r}; expected one of "
+                              f"{', '.join(ROLES)}") from None
+        link_seq = np.array([r[0] for r in link_rows], dtype=np.int64)
+        pos = np.searchsorted(seqs, link_seq)
+        pos_c = np.minimum(pos, max(seqs.size - 1, 0))
+        ok = (pos < seqs.size) & (seqs[pos_c] == link_seq) if seqs.size else \
+            np.zeros(link_seq.size, dtype=bool)
+        code = self._code
+        put = code.setdefault
+        applicant = np.array([put(r[2], len(code)) for r in rows], dtype=np.int32)
+        tok = np.array([put(r[2], len(code)) for r in link_rows], dtype=np.int32)
+        if not ok.all():
+            tok, bits, pos_c = tok[ok], bits[ok], pos_c[ok]
+        self._e_tok.append(tok)
+        self._e_app.append(applicant[pos_c] if applicant.size else applicant)
+        self._e_bits.append(bits)
+        self._app_applicant.append(applicant)
+        self._app_ts.append(np.array([r[3] for r in rows], dtype=np.int64))
+        self._app_thin.append(np.array([-1 if r[4] is None else int(bool(r[4])) for r in rows],
+                                       dtype=np.int8))
+        ids = [r[1] for r in rows]
+        self._app_ids.extend(ids)
+        seen.update(ids)
+
+    def build(self, *, last_seq: int = 0) -> LinkColumns:
+        """The columns of everything added. Raises :class:`~kyc.errors.ConfigError` when a
+        token or application id ends in a NUL character (numpy bytes cannot keep it)."""
+        tokens = list(self._code)
+        token_arr = _encode(tokens, "token")
+        kind = np.asarray([_KIND_CODE.get(t.partition(":")[0], -1) for t in tokens],
+                          dtype=np.int8)
+
+        def cat(parts: Sequence[np.ndarray[Any, Any]], dtype: Any) -> Any:
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+        e_app, e_tok, e_roles = _edges_from(cat(self._e_app, np.int32).astype(np.int64),
+                                            cat(self._e_tok, np.int32).astype(np.int64),
+                                            cat(self._e_bits, np.int16).astype(np.int64),
+                                            len(tokens))
+        return LinkColumns(
+            token_kind=kind,
+            token_order=np.argsort(token_arr, kind="stable").astype(np.int32),
+            app_ids=_encode(self._app_ids, "application id"),
+            app_applicant=cat(self._app_applicant, np.int32),
+            app_ts=cat(self._app_ts, np.int64),
+            app_thin=cat(self._app_thin, np.int8),
+            edge_app=e_app,
+            edge_tok=e_tok,
+            edge_roles=e_roles,
+            last_seq=int(last_seq),
+            _tokens=token_arr,
+        )
+
+
 def columns_from_apps(apps: Iterable[HashedApplication], *, last_seq: int = 0) -> LinkColumns:
     """Columns of hashed applications (a repeated ``application_id`` is read once, the first).
 
     Raises :class:`~kyc.errors.ConfigError` on a link role outside
     :data:`kyc.graph.build.ROLES`, or a token or id ending in a NUL character.
     """
-    seen: set[str] = set()
-    items: list[HashedApplication] = []
-    for h in apps:
-        if h.application_id not in seen:
-            seen.add(h.application_id)
-            items.append(h)
-    code: dict[str, int] = {}
-    put = code.setdefault
-    app_applicant = np.array([put(h.applicant, len(code)) for h in items], dtype=np.int64)
-    counts = np.array([len(h.links) for h in items], dtype=np.int64)
-    tok = np.array([put(t, len(code)) for h in items for _, t in h.links], dtype=np.int64)
-    try:
-        bits = np.array([_ROLE_BIT[r] for h in items for r, _ in h.links], dtype=np.int64)
-    except KeyError as exc:
-        raise ConfigError(f"unknown link role {exc.args[0]!r}; expected one of "
-                          f"{', '.join(ROLES)}") from None
-    tokens = list(code)
-    token_arr = _encode(tokens, "token")
-    kind = np.asarray([_KIND_CODE.get(t.partition(":")[0], -1) for t in tokens], dtype=np.int8)
-    e_app, e_tok, e_roles = _edges_from(np.repeat(app_applicant, counts), tok, bits,
-                                        len(tokens))
-    return LinkColumns(
-        token_kind=kind,
-        token_order=np.argsort(token_arr, kind="stable").astype(np.int32),
-        app_ids=_encode([h.application_id for h in items], "application id"),
-        app_applicant=app_applicant.astype(np.int32),
-        app_ts=np.array([h.ts for h in items], dtype=np.int64),
-        app_thin=np.array([-1 if h.thin_file is None else int(bool(h.thin_file))
-                           for h in items], dtype=np.int8),
-        edge_app=e_app,
-        edge_tok=e_tok,
-        edge_roles=e_roles,
-        last_seq=int(last_seq),
-        _tokens=token_arr,
-    )
+    builder = ColumnsBuilder()
+    builder.add(apps)
+    return builder.build(last_seq=last_seq)
 
 
 def _common_width(a: Bytes, b: Bytes) -> tuple[Bytes, Bytes]:

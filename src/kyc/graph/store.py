@@ -666,7 +666,7 @@ class SQLiteStore:
         consistency checks is ignored and rebuilt from the rows (which are the source of
         truth). Raises :class:`~kyc.errors.StoreError` when the database cannot be read.
         """
-        from kyc.graph.columns import columns_from_apps, merge_columns
+        from kyc.graph.columns import ColumnsBuilder, merge_columns
 
         with self._lock:
             conn = self._db()
@@ -688,32 +688,31 @@ class SQLiteStore:
                         damaged = str(head.get("gen"))
                         head = None
                 start = base.last_seq if base is not None else 0
-                # new rows are read a chunk at a time; chunks merge like a binary counter
-                # (equal-sized neighbours first), so a full rebuild costs O(n log n)
-                stack: list[LinkColumns] = []
+                # new rows are read a chunk at a time into one builder (one token dictionary),
+                # then merged into the persisted copy once
+                builder = ColumnsBuilder()
                 n_delta = 0
                 last = start
                 while True:
-                    batch = self._fetch_seq(
-                        "a.seq IN (SELECT seq FROM applications WHERE seq > ? ORDER BY seq "
-                        "LIMIT ?)", (last, _COLUMN_CHUNK))
-                    if not batch:
+                    app_rows = self._query(
+                        "SELECT seq, application_id, applicant, ts, thin_file FROM applications "
+                        "WHERE seq > ? ORDER BY seq LIMIT ?", (last, _COLUMN_CHUNK))
+                    if not app_rows:
                         break
-                    last = batch[-1][0]
-                    n_delta += len(batch)
-                    stack.append(columns_from_apps([a for _, a in batch], last_seq=last))
-                    while (len(stack) >= 2
-                           and stack[-2].n_applications <= 2 * stack[-1].n_applications):
-                        top = stack.pop()
-                        stack.append(merge_columns(stack.pop(), top))
+                    link_rows = self._query(
+                        "SELECT app_seq, role, token FROM links WHERE app_seq > ? AND "
+                        "app_seq <= ?", (last, app_rows[-1][0]))
+                    last = app_rows[-1][0]
+                    n_delta += len(app_rows)
+                    builder.add_rows(app_rows, link_rows)
+                    del app_rows, link_rows
                 cols = base
-                delta = None
-                for part in stack:
-                    delta = part if delta is None else merge_columns(delta, part)
-                if delta is not None:
+                if n_delta:
+                    delta = builder.build(last_seq=last)
                     cols = delta if cols is None else merge_columns(cols, delta)
+                del builder
                 if cols is None:
-                    cols = columns_from_apps([], last_seq=0)
+                    cols = ColumnsBuilder().build(last_seq=0)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
