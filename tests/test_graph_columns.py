@@ -255,3 +255,21 @@ def test_scan_through_store_columns_equals_the_object_path(
         incremental = [r.to_dict() for r in g.rings()]
     assert via_columns == via_objects == incremental
     assert sum(r["flagged"] for r in via_columns) >= 3
+
+
+def test_non_ascii_tokens_and_ids_survive_the_round_trip(tmp_path: Path) -> None:
+    odd = "address:Straße-7-ĳ"
+    apps = [HashedApplication(f"antrag-{i}-é", tok("applicant", str(i)), "L1", "bank",
+                              1_700_000_000 + i, (("address", odd), ("device", "device:x")))
+            for i in range(3)]
+    g = graph_from_columns(columns_from_apps(apps))
+    assert sorted(g.identifiers) == sorted([odd, "device:x"])
+    path = tmp_path / "g.db"
+    with SQLiteStore(path) as st:
+        st.add(apps)
+        st.columns(refresh=True)
+    with SQLiteStore(path) as st:
+        cols = st.columns()
+        assert canon(graph_from_columns(cols)) == canon(build_graph(apps))
+        assert sorted(b.decode() for b in cols.app_ids.tolist()) == sorted(
+            a.application_id for a in apps)

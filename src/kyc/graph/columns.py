@@ -80,8 +80,8 @@ def _encode(strings: Sequence[str], what: str) -> Bytes:
     joined = "\x01".join(strings)
     if joined.endswith("\x00") or "\x00\x01" in joined:
         raise ConfigError(f"a {what} ends with a NUL character and cannot be stored in columns")
-    if joined.isascii():  # the common case (hex tokens): numpy converts in C
-        return np.asarray(strings, dtype=np.str_).astype(np.bytes_)
+    if joined.isascii():  # the common case (hex tokens): numpy encodes in C, no copy between
+        return np.array(strings, dtype=f"S{max(1, max(map(len, strings)))}")
     raw = [s.encode("utf-8") for s in strings]
     return np.asarray(raw, dtype=f"S{max(1, max(len(b) for b in raw))}")
 
