@@ -149,7 +149,10 @@ def test_store_holds_no_raw_identifier(tmp_path: Path) -> None:
     with FraudGraph(SECRET, store=path) as g:
         for i in range(4):
             g.add(rec(i, f"NATIONAL-ID-{i}", minutes=i, **raw))
-        dump = json.dumps([*dumps(g.rings()), g.report("NATIONAL-ID-0").to_dict()])
+        dump = json.dumps([*dumps(g.rings()), *dumps(g.scan()),
+                           g.report("NATIONAL-ID-0").to_dict()])
+        g.store.columns(refresh=True)  # the store's columnar copy is searched too
+        assert g.store.get_meta("kyc:columns") is not None
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir()) + dump.encode()
     needles = ["RAW-DEVICE-77", "raw-device-77", "4155552671", "2125550100", "203.0.113.77",
                "Sunset", "sunset", "4111111111111111", "4111 1111", "raw.person",
