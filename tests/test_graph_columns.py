@@ -273,3 +273,17 @@ def test_non_ascii_tokens_and_ids_survive_the_round_trip(tmp_path: Path) -> None
         assert canon(graph_from_columns(cols)) == canon(build_graph(apps))
         assert sorted(b.decode() for b in cols.app_ids.tolist()) == sorted(
             a.application_id for a in apps)
+
+
+def test_columns_are_returned_when_the_copy_cannot_be_written(
+        tmp_path: Path, synth_apps: list[HashedApplication],
+        caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "g.db"
+    with SQLiteStore(path) as st:
+        st.add(synth_apps)
+        st._db().execute("PRAGMA query_only = ON")  # as a read-only file or replica would be
+        with caplog.at_level(logging.WARNING, logger="kyc.graph.store"):
+            cols = st.columns(refresh=True)
+        assert "columns not persisted" in caplog.text
+        assert cols.n_applications == len(synth_apps)
+        assert st.get_meta("kyc:columns") is None

@@ -798,12 +798,14 @@ class SQLiteStore:
         except StoreError as exc:
             _log.warning("store %s: columns not persisted: %s", self.path, exc)
             return
+        # the copy is an optimisation: when it cannot be written (another writer is busy, the
+        # file is read-only, the disk is full) the caller still gets its columns
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_locked(exc):
-                return  # another writer is busy: the copy is an optimisation, skip it
-            raise StoreError(f"store {self.path}: cannot start a write: {exc}") from None
+        except sqlite3.Error as exc:
+            if not _is_locked(exc):
+                _log.warning("store %s: columns not persisted: %s", self.path, exc)
+            return
         try:
             head = self._columns_head()
             if (head is not None and str(head.get("gen")) != damaged
@@ -833,10 +835,10 @@ class SQLiteStore:
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                if _is_locked(exc):
-                    return
-                raise StoreError(f"store {self.path}: write failed: {exc}") from None
+            if isinstance(exc, sqlite3.Error | StoreError):
+                if not (isinstance(exc, sqlite3.Error) and _is_locked(exc)):
+                    _log.warning("store %s: columns not persisted: %s", self.path, exc)
+                return
             raise
 
     # -- maintenance -----------------------------------------------------------------------
