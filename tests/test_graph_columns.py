@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 
 from kyc.errors import ConfigError, StoreError
-from kyc.graph.build import BipartiteGraph, build_graph, candidate_pairs, linked_components
+from kyc.graph.build import KINDS, BipartiteGraph, build_graph, candidate_pairs, linked_components
+from kyc.graph.build import ROLES as BUILD_ROLES
 from kyc.graph.columns import (
     LinkColumns,
     TokenView,
     columns_from_apps,
+    decode,
     graph_from_columns,
     merge_columns,
 )
@@ -75,17 +77,51 @@ def partition(g: BipartiteGraph) -> list[tuple[str, ...]]:
     return sorted(tuple(sorted(v)) for v in groups.values())
 
 
+def reference(apps: list[HashedApplication]) -> tuple[Any, ...]:
+    """The graph ``canon`` describes, computed the slow obvious way (the oracle)."""
+    bit = {r: 1 << i for i, r in enumerate(BUILD_ROLES)}
+    first: dict[str, HashedApplication] = {}
+    for h in apps:
+        first.setdefault(h.application_id, h)
+    kept = list(first.values())
+    roles: dict[tuple[str, str], int] = {}
+    for h in kept:
+        for r, t in h.links:
+            roles[(h.applicant, t)] = roles.get((h.applicant, t), 0) | bit[r]
+    holders: dict[str, set[str]] = {}
+    for a, t in roles:
+        holders.setdefault(t, set()).add(a)
+    shared = {t for t, hs in holders.items() if len(hs) >= 2}
+    edges = sorted((a, t, r) for (a, t), r in roles.items() if t in shared)
+    kinds = {k: i for i, k in enumerate(KINDS)}
+    ids = sorted((t, len(holders[t]), kinds.get(t.partition(":")[0], -1)) for t in shared)
+    per_app = []
+    for a in {h.applicant for h in kept}:
+        mine = [h for h in kept if h.applicant == a]
+        said = [h for h in mine if h.thin_file is not None]
+        last = max(said, key=lambda h: (h.ts, h.application_id)) if said else None
+        per_app.append((a, tuple(sorted(h.ts for h in mine)),
+                        -1 if last is None else int(bool(last.thin_file))))
+    singles = [t for t, hs in holders.items() if len(hs) == 1]
+    return (edges, ids, sorted(per_app), len(kept), len(singles), len(singles))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_columns_graph_equals_object_graph(seed: int) -> None:
+def test_graph_matches_the_brute_force_oracle(seed: int) -> None:
     apps = random_apps(600, seed)
-    g_obj = build_graph(apps)
-    g_col = graph_from_columns(columns_from_apps(apps))
-    assert canon(g_col) == canon(g_obj)
-    assert partition(g_col) == partition(g_obj)
-    assert g_col.n_identifiers > 20 and g_col.edge_app.size > 50  # the data links people
+    expected = reference(apps)
+    g = build_graph(apps)
+    assert canon(g) == expected
+    assert g.n_identifiers > 20 and g.edge_app.size > 50  # the data links people
     # edges sorted by applicant then identifier, as BipartiteGraph promises
-    key = g_col.edge_app.astype(np.int64) * (g_col.n_identifiers + 1) + g_col.edge_id
+    key = g.edge_app.astype(np.int64) * (g.n_identifiers + 1) + g.edge_id
     assert np.all(np.diff(key) > 0)
+    # the same graph from store rows (no objects) and from a reopened persisted copy
+    store = SQLiteStore(":memory:")
+    store.add(apps)
+    assert canon(graph_from_columns(store.columns(refresh=True))) == expected
+    assert canon(graph_from_columns(store.columns())) == expected
+    assert canon(graph_from_columns(MemoryStore().columns())) == canon(build_graph([]))
 
 
 @pytest.mark.parametrize("seed", [3, 4])
@@ -137,25 +173,35 @@ def test_bad_input_is_refused_with_a_reason() -> None:
                                  (("teleport", tok("device", "d")),))
     with pytest.raises(ConfigError, match="teleport"):
         columns_from_apps([bad_role])
-    nul = HashedApplication("a1", tok("applicant", "x"), "L1", "bank", 1,
-                            (("device", "device:abc\x00"),))
-    with pytest.raises(ConfigError, match="NUL"):
-        columns_from_apps([nul])
+    with pytest.raises(ConfigError, match="teleport"):
+        build_graph([bad_role])
     cols = columns_from_apps(random_apps(30, 7))
     arrays = cols.arrays()
     arrays["edge_tok"] = arrays["edge_tok"] + cols.n_tokens
     with pytest.raises(ConfigError, match="edge_tok out of range"):
         LinkColumns.from_arrays(arrays)
+    arrays = cols.arrays()
+    arrays["token_order"] = arrays["token_order"][:-1]
+    with pytest.raises(ConfigError, match="token_order length"):
+        LinkColumns.from_arrays(arrays)
 
 
-def test_scan_falls_back_to_objects_when_a_token_cannot_be_columnised() -> None:
-    store = MemoryStore()
+def test_strings_ending_in_nul_come_back_unchanged(tmp_path: Path) -> None:
     dev = "device:odd\x00"
-    store.add([HashedApplication(f"a{i}", tok("applicant", str(i)), "L1", "bank",
-                                 1_700_000_000 + i, (("device", dev),)) for i in range(4)])
-    with FraudGraph(SECRET, store=store) as g:
-        rings = g.scan()
+    apps = [HashedApplication(f"a{i}\x00", tok("applicant", str(i)), "L1", "bank",
+                              1_700_000_000 + i, (("device", dev), ("ip", "ip:\x00\x00")))
+            for i in range(4)]
+    g = graph_from_columns(columns_from_apps(apps))
+    assert sorted(g.identifiers) == sorted([dev, "ip:\x00\x00"])
+    path = tmp_path / "g.db"
+    with FraudGraph(SECRET, store=path) as fg:
+        fg.add_hashed(apps)
+        fg.store.columns(refresh=True)
+        rings = fg.scan()
+        cols = fg.store.columns()
     assert len(rings) == 1 and len(rings[0].members) == 4
+    assert sorted(decode(cols.app_ids.tolist())) == sorted(a.application_id for a in apps)
+    assert dev in set(graph_from_columns(cols).identifiers)
 
 
 # --- SQLiteStore persistence ----------------------------------------------------------------
@@ -271,7 +317,7 @@ def test_non_ascii_tokens_and_ids_survive_the_round_trip(tmp_path: Path) -> None
     with SQLiteStore(path) as st:
         cols = st.columns()
         assert canon(graph_from_columns(cols)) == canon(build_graph(apps))
-        assert sorted(b.decode() for b in cols.app_ids.tolist()) == sorted(
+        assert sorted(decode(cols.app_ids.tolist())) == sorted(
             a.application_id for a in apps)
 
 

@@ -396,96 +396,17 @@ def build_graph(apps: Iterable[HashedApplication]) -> BipartiteGraph:
     """Build the :class:`BipartiteGraph` from hashed applications (any order).
 
     A repeated ``application_id`` is read once (the first). An applicant's links are the union
-    over its applications. Identifiers held by a single applicant are dropped. Raises
+    over its applications. Identifiers held by a single applicant are dropped. Applicants and
+    identifiers are numbered in order of first appearance. Raises
     :class:`~kyc.errors.ConfigError` on a link role outside :data:`ROLES`.
+
+    This is :func:`kyc.graph.columns.graph_from_columns` of
+    :func:`kyc.graph.columns.columns_from_apps`: one factorisation serves objects, store rows
+    and the store's persisted columns.
     """
-    items = apps if isinstance(apps, list) else list(apps)
-    ids = [h.application_id for h in items]
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        kept = []
-        for h in items:
-            if h.application_id not in seen:
-                seen.add(h.application_id)
-                kept.append(h)
-        items = kept
-        ids = [h.application_id for h in items]
-    n_apps = len(items)
-    # columnar views built with C-level comprehensions and dict factorisation
-    app_code: dict[str, int] = {}
-    put = app_code.setdefault
-    t_app_arr = np.array([put(h.applicant, len(app_code)) for h in items], dtype=np.int64)
-    t_val_arr = np.array([h.ts for h in items], dtype=np.int64)
-    counts = np.array([len(h.links) for h in items], dtype=np.int64)
-    link_role = [r for h in items for r, _ in h.links]
-    # one pass factorises the tokens (the cost is one dict probe per link)
-    id_code: dict[str, int] = {}
-    put = id_code.setdefault
-    i_arr = np.array([put(t, len(id_code)) for h in items for _, t in h.links], dtype=np.int64)
-    n_app = len(app_code)
-    applicants = list(app_code)
-    all_ids = list(id_code)
-    n_id_all = len(all_ids)
-    a_arr = np.repeat(t_app_arr, counts)
-    try:
-        r_arr = np.array(list(map(_ROLE_BIT.__getitem__, link_role)), dtype=np.int16)
-    except KeyError as exc:
-        raise ConfigError(f"unknown link role {exc.args[0]!r}; expected one of "
-                          f"{', '.join(ROLES)}") from None
-    # unique (applicant, identifier) edges, role bits OR-ed
-    key = a_arr * max(n_id_all, 1) + i_arr
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    r_arr = r_arr[order]
-    if key.size:
-        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-        roles = np.bitwise_or.reduceat(r_arr, starts).astype(np.int16)
-        ukey = key[starts]
-    else:
-        roles = np.zeros(0, dtype=np.int16)
-        ukey = key
-    u_app = ukey // max(n_id_all, 1)
-    u_id = ukey % max(n_id_all, 1)
-    deg_all = np.bincount(u_id, minlength=n_id_all)
-    keep_id = deg_all >= 2
-    new_code = np.full(n_id_all, -1, dtype=np.int64)
-    new_code[keep_id] = np.arange(int(keep_id.sum()))
-    keep_edge = keep_id[u_id] if u_id.size else np.zeros(0, dtype=bool)
-    identifiers = [all_ids[j] for j in np.flatnonzero(keep_id).tolist()]
-    kind = np.asarray([_KIND_CODE.get(t.partition(":")[0], -1) for t in identifiers],
-                      dtype=np.int8)
+    from kyc.graph.columns import columns_from_apps, graph_from_columns
 
-    t_order = np.lexsort((t_val_arr, t_app_arr))
-    times = t_val_arr[t_order]
-    times_ptr = np.zeros(n_app + 1, dtype=np.int64)
-    np.cumsum(np.bincount(t_app_arr, minlength=n_app), out=times_ptr[1:])
-    # thin-file flag: the applicant's latest (ts, application_id) application that says
-    thin = np.full(n_app, -1, dtype=np.int8)
-    said = [k for k, h in enumerate(items) if h.thin_file is not None]
-    if said:
-        sel = np.asarray(said, dtype=np.int64)
-        values = np.asarray([bool(items[k].thin_file) for k in said], dtype=np.int8)
-        app_ids = np.asarray([ids[k] for k in said])
-        order_t = np.lexsort((app_ids, t_val_arr[sel], t_app_arr[sel]))
-        who = t_app_arr[sel][order_t]
-        last = np.r_[who[1:] != who[:-1], True]
-        thin[who[last]] = values[order_t][last]
-
-    return BipartiteGraph(
-        applicants=applicants,
-        identifiers=identifiers,
-        kind=kind,
-        degree=deg_all[keep_id].astype(np.int32),
-        edge_app=u_app[keep_edge].astype(np.int32),
-        edge_id=new_code[u_id[keep_edge]].astype(np.int32),
-        edge_roles=roles[keep_edge],
-        times_ptr=times_ptr,
-        times=times,
-        thin=thin,
-        n_applications=n_apps,
-        n_singletons=int((deg_all == 1).sum()),
-        n_singleton_links=int(deg_all[deg_all == 1].sum()),
-    )
+    return graph_from_columns(columns_from_apps(apps))
 
 
 @dataclass(frozen=True, eq=False)

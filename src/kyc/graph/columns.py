@@ -15,10 +15,13 @@ arrays, with every token (applicant and identifier) replaced by an integer *toke
 :class:`~kyc.graph.store.SQLiteStore` persists this form next to its rows (see
 :meth:`~kyc.graph.store.SQLiteStore.columns`), so a scan of a stored graph reads a few arrays
 instead of re-factorising millions of token strings; new applications are folded in with
-:func:`merge_columns`. :func:`graph_from_columns` turns the columns into the same
-:class:`~kyc.graph.build.BipartiteGraph` that :func:`~kyc.graph.build.build_graph` builds from
-objects (same edges, degrees, times and flags; applicants and identifiers numbered in token
-code order instead of first appearance), with token strings decoded only when asked for.
+:func:`merge_columns`. :func:`graph_from_columns` turns columns into the
+:class:`~kyc.graph.build.BipartiteGraph` (applicants and identifiers numbered in token-code
+order), with token strings decoded only when asked for; :func:`~kyc.graph.build.build_graph`
+is this same path applied to objects.
+
+Strings are stored as UTF-8 followed by one ``\\x01`` byte, so that numpy's fixed-width bytes
+(which drop trailing NULs) give every string back unchanged; :func:`decode` strips it.
 
 >>> from kyc.graph.records import HashedApplication
 >>> dev = "device:" + "d" * 32
@@ -50,6 +53,7 @@ __all__ = [
     "LinkColumns",
     "TokenView",
     "columns_from_apps",
+    "decode",
     "graph_from_columns",
     "merge_columns",
 ]
@@ -73,17 +77,25 @@ ARRAYS: dict[str, str] = {
 }
 
 
-def _encode(strings: Sequence[str], what: str) -> Bytes:
-    """UTF-8 fixed-width bytes; refuses strings numpy could not give back unchanged."""
+#: Every stored string ends with this byte: numpy's fixed-width bytes drop trailing NULs, and
+#: with a terminator a string ending in NUL comes back unchanged.
+_END = "\x01"
+
+
+def _encode(strings: Sequence[str]) -> Bytes:
+    """UTF-8 fixed-width bytes, each string followed by :data:`_END`."""
     if not strings:
         return np.zeros(0, dtype="S1")
-    joined = "\x01".join(strings)
-    if joined.endswith("\x00") or "\x00\x01" in joined:
-        raise ConfigError(f"a {what} ends with a NUL character and cannot be stored in columns")
-    if joined.isascii():  # the common case (hex tokens): numpy encodes in C, no copy between
-        return np.array(strings, dtype=f"S{max(1, max(map(len, strings)))}")
-    raw = [s.encode("utf-8") for s in strings]
-    return np.asarray(raw, dtype=f"S{max(1, max(len(b) for b in raw))}")
+    ended = [s + _END for s in strings]
+    if "".join(ended).isascii():  # the common case (hex tokens): numpy encodes in C
+        return np.array(ended, dtype=f"S{max(map(len, ended))}")
+    raw = [s.encode("utf-8") for s in ended]
+    return np.asarray(raw, dtype=f"S{max(len(b) for b in raw)}")
+
+
+def decode(values: Sequence[bytes]) -> list[str]:
+    """Strings back from :func:`_encode`'d bytes (for example ``LinkColumns.app_ids``)."""
+    return [b[:-1].decode("utf-8") for b in values]
 
 
 class TokenView(Sequence[str]):
@@ -116,12 +128,12 @@ class TokenView(Sequence[str]):
     def __getitem__(self, i: int | slice) -> str | list[str]:
         if isinstance(i, slice):
             return self.take(np.arange(len(self))[i])
-        return bytes(self._source.tokens[self._codes[i]]).decode("utf-8")
+        return bytes(self._source.tokens[self._codes[i]])[:-1].decode("utf-8")
 
     def take(self, positions: npt.ArrayLike) -> list[str]:
         """The items at ``positions``, decoded in one vectorised gather."""
         pos = np.asarray(positions, dtype=np.int64)
-        return [b.decode("utf-8") for b in self._source.tokens[self._codes[pos]].tolist()]
+        return decode(self._source.tokens[self._codes[pos]].tolist())
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.take(np.arange(len(self))))
@@ -136,7 +148,8 @@ class LinkColumns:
 
     Attributes:
         token_kind: per token, index into :data:`kyc.graph.build.KINDS` (-1 unknown prefix).
-        token_order: token codes in byte order of their tokens (for merging by lookup).
+        token_order: token codes in byte order of their tokens (for merging by lookup;
+            computed on first use when not given).
         app_ids, app_applicant, app_ts, app_thin: per application, in input order.
         edge_app, edge_tok, edge_roles: per distinct (applicant, identifier) pair.
         last_seq: the store sequence number these columns cover (0 when not from a store).
@@ -146,7 +159,6 @@ class LinkColumns:
     """
 
     token_kind: npt.NDArray[np.int8]
-    token_order: I32
     app_ids: Bytes
     app_applicant: I32
     app_ts: I64
@@ -157,6 +169,16 @@ class LinkColumns:
     last_seq: int = 0
     _tokens: Bytes | None = None
     _token_loader: Callable[[], Bytes] | None = None
+    _token_order: I32 | None = None
+
+    @property
+    def token_order(self) -> I32:
+        """Token codes sorted by their tokens' bytes."""
+        if self._token_order is None:
+            object.__setattr__(self, "_token_order",
+                               np.argsort(self.tokens, kind="stable").astype(np.int32))
+        assert self._token_order is not None
+        return self._token_order
 
     @property
     def tokens(self) -> Bytes:
@@ -204,7 +226,6 @@ class LinkColumns:
             raise ConfigError(f"columns are missing arrays {missing}")
         cols = cls(
             token_kind=np.asarray(arrays["token_kind"], dtype=np.int8),
-            token_order=np.asarray(arrays["token_order"], dtype=np.int32),
             app_ids=np.asarray(arrays["app_ids"]),
             app_applicant=np.asarray(arrays["app_applicant"], dtype=np.int32),
             app_ts=np.asarray(arrays["app_ts"], dtype=np.int64),
@@ -215,6 +236,7 @@ class LinkColumns:
             last_seq=int(last_seq),
             _tokens=arrays.get("tokens"),
             _token_loader=token_loader,
+            _token_order=np.asarray(arrays["token_order"], dtype=np.int32),
         )
         cols.check()
         return cols
@@ -223,14 +245,16 @@ class LinkColumns:
         """Raise :class:`~kyc.errors.ConfigError` unless the arrays are consistent."""
         n_tok, n_app, n_edge = self.n_tokens, self.n_applications, self.n_edges
         problems = []
-        if self.token_order.size != n_tok:
+        order = self._token_order
+        if order is not None and order.size != n_tok:
             problems.append("token_order length")
         if not (self.app_ids.size == self.app_ts.size == self.app_thin.size == n_app):
             problems.append("application array lengths")
         if not (self.edge_tok.size == self.edge_roles.size == n_edge):
             problems.append("edge array lengths")
         for name, arr in (("app_applicant", self.app_applicant), ("edge_app", self.edge_app),
-                          ("edge_tok", self.edge_tok), ("token_order", self.token_order)):
+                          ("edge_tok", self.edge_tok),
+                          ("token_order", order if order is not None else self.edge_tok[:0])):
             if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n_tok):
                 problems.append(f"{name} out of range")
         if self._tokens is not None and self._tokens.size != n_tok:
@@ -275,40 +299,49 @@ class ColumnsBuilder:
         self._e_tok: list[I32] = []
         self._e_bits: list[npt.NDArray[np.int16]] = []
 
-    def add(self, apps: Iterable[HashedApplication]) -> None:
-        """Fold in ``apps``. Raises :class:`~kyc.errors.ConfigError` on an unknown link role
-        (nothing of that chunk is kept)."""
+    def _fresh(self, rows: list[Any], app_id: Callable[[Any], str]) -> list[Any]:
+        """``rows`` minus ids already added, keeping the first of ids repeated within."""
         seen = self._seen
-        items = []
-        for h in apps:
-            if h.application_id not in seen:
-                items.append(h)
-        # a chunk repeating an id within itself keeps the first copy
-        if len({h.application_id for h in items}) != len(items):
-            first: dict[str, HashedApplication] = {}
-            for h in items:
-                first.setdefault(h.application_id, h)
-            items = list(first.values())
+        first: dict[str, Any] = {}
+        for r in rows:
+            key = app_id(r)
+            if key not in seen:
+                first.setdefault(key, r)
+        return list(first.values())
+
+    def _bits(self, roles: Iterable[str]) -> npt.NDArray[np.int16]:
         try:
-            bits = np.array([_ROLE_BIT[r] for h in items for r, _ in h.links], dtype=np.int16)
+            return np.array([_ROLE_BIT[r] for r in roles], dtype=np.int16)
         except KeyError as exc:
             raise ConfigError(f"unknown link role {exc.args[0]!r}; expected one of "
                               f"{', '.join(ROLES)}") from None
+
+    def _push(self, applicant: I32, edge_app: I32, tok: I32, bits: npt.NDArray[np.int16],
+              ts: list[int], thin: list[Any], ids: list[str]) -> None:
+        """Append one chunk (applicant and token codes already assigned)."""
+        self._e_tok.append(tok)
+        self._e_app.append(edge_app)
+        self._e_bits.append(bits)
+        self._app_applicant.append(applicant)
+        self._app_ts.append(np.array(ts, dtype=np.int64))
+        self._app_thin.append(np.array([-1 if t is None else int(bool(t)) for t in thin],
+                                       dtype=np.int8))
+        self._app_ids.extend(ids)
+        self._seen.update(ids)
+
+    def add(self, apps: Iterable[HashedApplication]) -> None:
+        """Fold in ``apps``. Raises :class:`~kyc.errors.ConfigError` on an unknown link role
+        (nothing of that chunk is kept)."""
+        items: list[HashedApplication] = self._fresh(list(apps), lambda h: h.application_id)
+        bits = self._bits(r for h in items for r, _ in h.links)
         code = self._code
         put = code.setdefault
         applicant = np.array([put(h.applicant, len(code)) for h in items], dtype=np.int32)
         counts = np.array([len(h.links) for h in items], dtype=np.int64)
-        self._e_tok.append(np.array([put(t, len(code)) for h in items for _, t in h.links],
-                                    dtype=np.int32))
-        self._e_app.append(np.repeat(applicant, counts))
-        self._e_bits.append(bits)
-        self._app_applicant.append(applicant)
-        self._app_ts.append(np.array([h.ts for h in items], dtype=np.int64))
-        self._app_thin.append(np.array([-1 if h.thin_file is None else int(bool(h.thin_file))
-                                        for h in items], dtype=np.int8))
-        ids = [h.application_id for h in items]
-        self._app_ids.extend(ids)
-        seen.update(ids)
+        tok = np.array([put(t, len(code)) for h in items for _, t in h.links], dtype=np.int32)
+        self._push(applicant, np.repeat(applicant, counts), tok, bits,
+                   [h.ts for h in items], [h.thin_file for h in items],
+                   [h.application_id for h in items])
 
     def add_rows(self, app_rows: Sequence[tuple[Any, ...]],
                  link_rows: Sequence[tuple[Any, ...]]) -> None:
@@ -317,23 +350,13 @@ class ColumnsBuilder:
         ``app_rows``: ``(seq, application_id, applicant, ts, thin_file or None)`` with
         increasing ``seq``; ``link_rows``: ``(app_seq, role, token)`` of those applications.
         Links of an ``app_seq`` not in ``app_rows`` are ignored. Raises
-        :class:`~kyc.errors.ConfigError` on an unknown link role.
+        :class:`~kyc.errors.ConfigError` on an unknown link role or unordered rows.
         """
-        seen = self._seen
-        rows = [r for r in app_rows if r[1] not in seen]
-        if len({r[1] for r in rows}) != len(rows):
-            first: dict[str, tuple[Any, ...]] = {}
-            for r in rows:
-                first.setdefault(r[1], r)
-            rows = list(first.values())
+        rows = self._fresh(list(app_rows), lambda r: r[1])
         seqs = np.array([r[0] for r in rows], dtype=np.int64)
         if seqs.size and np.any(np.diff(seqs) <= 0):
             raise ConfigError("application rows must come in increasing seq order")
-        try:
-            bits = np.array([_ROLE_BIT[r[1]] for r in link_rows], dtype=np.int16)
-        except KeyError as exc:
-            raise ConfigError(f"unknown link role {exc.args[0]!r}; expected one of "
-                              f"{', '.join(ROLES)}") from None
+        bits = self._bits(r[1] for r in link_rows)
         link_seq = np.array([r[0] for r in link_rows], dtype=np.int64)
         pos = np.searchsorted(seqs, link_seq)
         pos_c = np.minimum(pos, max(seqs.size - 1, 0))
@@ -345,22 +368,13 @@ class ColumnsBuilder:
         tok = np.array([put(r[2], len(code)) for r in link_rows], dtype=np.int32)
         if not ok.all():
             tok, bits, pos_c = tok[ok], bits[ok], pos_c[ok]
-        self._e_tok.append(tok)
-        self._e_app.append(applicant[pos_c] if applicant.size else applicant)
-        self._e_bits.append(bits)
-        self._app_applicant.append(applicant)
-        self._app_ts.append(np.array([r[3] for r in rows], dtype=np.int64))
-        self._app_thin.append(np.array([-1 if r[4] is None else int(bool(r[4])) for r in rows],
-                                       dtype=np.int8))
-        ids = [r[1] for r in rows]
-        self._app_ids.extend(ids)
-        seen.update(ids)
+        self._push(applicant, applicant[pos_c] if applicant.size else applicant, tok, bits,
+                   [r[3] for r in rows], [r[4] for r in rows], [r[1] for r in rows])
 
     def build(self, *, last_seq: int = 0) -> LinkColumns:
-        """The columns of everything added. Raises :class:`~kyc.errors.ConfigError` when a
-        token or application id ends in a NUL character (numpy bytes cannot keep it)."""
+        """The columns of everything added."""
         tokens = list(self._code)
-        token_arr = _encode(tokens, "token")
+        token_arr = _encode(tokens)
         kind = np.asarray([_KIND_CODE.get(t.partition(":")[0], -1) for t in tokens],
                           dtype=np.int8)
 
@@ -373,8 +387,7 @@ class ColumnsBuilder:
                                             len(tokens))
         return LinkColumns(
             token_kind=kind,
-            token_order=np.argsort(token_arr, kind="stable").astype(np.int32),
-            app_ids=_encode(self._app_ids, "application id"),
+            app_ids=_encode(self._app_ids),
             app_applicant=cat(self._app_applicant, np.int32),
             app_ts=cat(self._app_ts, np.int64),
             app_thin=cat(self._app_thin, np.int8),
@@ -390,7 +403,7 @@ def columns_from_apps(apps: Iterable[HashedApplication], *, last_seq: int = 0) -
     """Columns of hashed applications (a repeated ``application_id`` is read once, the first).
 
     Raises :class:`~kyc.errors.ConfigError` on a link role outside
-    :data:`kyc.graph.build.ROLES`, or a token or id ending in a NUL character.
+    :data:`kyc.graph.build.ROLES`.
     """
     builder = ColumnsBuilder()
     builder.add(apps)
@@ -437,7 +450,7 @@ def merge_columns(base: LinkColumns, delta: LinkColumns) -> LinkColumns:
     a_ids, d_ids = _common_width(base.app_ids, delta.app_ids)
     return LinkColumns(
         token_kind=token_kind,
-        token_order=token_order,
+        _token_order=token_order,
         app_ids=np.concatenate([a_ids, d_ids]),
         app_applicant=np.concatenate([base.app_applicant.astype(np.int64),
                                       remap[delta.app_applicant]]).astype(np.int32),
@@ -454,9 +467,9 @@ def merge_columns(base: LinkColumns, delta: LinkColumns) -> LinkColumns:
 def graph_from_columns(cols: LinkColumns) -> BipartiteGraph:
     """The :class:`~kyc.graph.build.BipartiteGraph` of the columns, fully vectorised.
 
-    Equal to :func:`~kyc.graph.build.build_graph` of the same applications up to numbering:
-    applicants and identifiers are numbered in token-code order. ``applicants`` and
-    ``identifiers`` are :class:`TokenView` sequences (decoded on access).
+    Applicants and identifiers are numbered in token-code order (first appearance, for
+    columns built by :class:`ColumnsBuilder`). ``applicants`` and ``identifiers`` are
+    :class:`TokenView` sequences (decoded on access).
     """
     n_tok = cols.n_tokens
     app_tok = cols.app_applicant.astype(np.int64)

@@ -760,10 +760,7 @@ def _store_graph(store: Store) -> BipartiteGraph:
     (:meth:`~kyc.graph.store.SQLiteStore.columns`), else from its application objects."""
     columns = getattr(store, "columns", None)
     if callable(columns):
-        try:
-            return graph_from_columns(columns())
-        except ConfigError:
-            pass  # a token numpy cannot hold as bytes (ends in NUL): the object path can
+        return graph_from_columns(columns())
     return build_graph(store.applications())
 
 

@@ -81,7 +81,7 @@ _log = logging.getLogger(__name__)
 # persisted columns (see SQLiteStore.columns): layout version, rows read per step when folding
 # in new applications, smallest fold-in worth rewriting the copy for, bytes per blob part
 # (SQLite refuses values over 1e9 bytes)
-_COLUMN_FORMAT: Final = 1
+_COLUMN_FORMAT: Final = 2
 _COLUMN_CHUNK: Final = 100_000
 _COLUMN_REFRESH_MIN: Final = 1000
 _COLUMN_PART_BYTES: Final = 1 << 27
